@@ -1,0 +1,627 @@
+//! Parse + validate, with every problem located as `file:line: key: message`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use super::locate::{line_at, line_of, KeyPath};
+use super::{EdgeConfig, HealthCheckKind, RouteConfig, RouteKind};
+
+/// The config `edge` runs with when no `--config` is given: a dev setup in front of the
+/// auth and records dev ports, with a generated self-signed certificate.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../config/default.toml");
+
+/// One thing wrong with a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub file: String,
+    pub line: Option<usize>,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}: {}", self.file, line, self.key, self.message),
+            None => write!(f, "{}: {}: {}", self.file, self.key, self.message),
+        }
+    }
+}
+
+/// Every problem found (validation does not stop at the first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, problem) in self.problems.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A parsed, validated config and where it came from.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub config: EdgeConfig,
+    /// The file, or `None` for the embedded default.
+    pub path: Option<PathBuf>,
+    /// Directory relative paths were resolved against.
+    pub base_dir: PathBuf,
+    pub source_text: String,
+}
+
+impl LoadedConfig {
+    /// `file` label used in problems.
+    pub fn label(&self) -> String {
+        label_for(self.path.as_deref())
+    }
+
+    /// Builds a problem located in this config's source.
+    pub fn problem(&self, key: &KeyPath, message: impl Into<String>) -> ConfigProblem {
+        Problems::new(&self.label(), &self.source_text).locate(key, message.into())
+    }
+}
+
+fn label_for(path: Option<&Path>) -> String {
+    path.map(|p| p.display().to_string())
+        .unwrap_or_else(|| "<embedded default config>".to_string())
+}
+
+/// Reads and validates `path`.
+pub fn load_file(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    let label = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
+        problems: vec![ConfigProblem {
+            file: label.clone(),
+            line: None,
+            key: "(file)".into(),
+            message: format!("cannot read: {err}"),
+        }],
+    })?;
+    let base_dir = path
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                p.to_path_buf()
+            }
+        })
+        .unwrap_or_else(|| PathBuf::from("."));
+    let base_dir = std::fs::canonicalize(&base_dir).unwrap_or(base_dir);
+    load_str(&text, Some(path), &base_dir)
+}
+
+/// Parses and validates config text. `path` only labels problems; `base_dir` resolves
+/// relative paths.
+pub fn load_str(
+    text: &str,
+    path: Option<&Path>,
+    base_dir: &Path,
+) -> Result<LoadedConfig, ConfigError> {
+    let label = label_for(path);
+    let problems = Problems::new(&label, text);
+    let mut config = parse(text, &problems)?;
+    config.resolve_paths(base_dir);
+    let found = validate(&config, &problems);
+    if !found.is_empty() {
+        return Err(ConfigError { problems: found });
+    }
+    Ok(LoadedConfig {
+        config,
+        path: path.map(Path::to_path_buf),
+        base_dir: base_dir.to_path_buf(),
+        source_text: text.to_string(),
+    })
+}
+
+struct Problems<'a> {
+    label: &'a str,
+    source: &'a str,
+}
+
+impl<'a> Problems<'a> {
+    fn new(label: &'a str, source: &'a str) -> Self {
+        Self { label, source }
+    }
+
+    fn locate(&self, key: &KeyPath, message: String) -> ConfigProblem {
+        ConfigProblem {
+            file: self.label.to_string(),
+            line: line_of(self.source, key),
+            key: key.to_string(),
+            message,
+        }
+    }
+}
+
+fn parse(text: &str, problems: &Problems<'_>) -> Result<EdgeConfig, ConfigError> {
+    let deserializer =
+        toml::Deserializer::parse(text).map_err(|err| syntax_error(&err, problems))?;
+    serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let key = KeyPath::parse(&err.path().to_string());
+        let inner = err.into_inner();
+        // serde's own line is better than our key lookup for type errors inside a value.
+        let line = inner
+            .span()
+            .map(|span| line_at(problems.source, span.start))
+            .or_else(|| line_of(problems.source, &key));
+        ConfigError {
+            problems: vec![ConfigProblem {
+                file: problems.label.to_string(),
+                line,
+                key: key.to_string(),
+                message: inner.message().trim().to_string(),
+            }],
+        }
+    })
+}
+
+fn syntax_error(err: &toml::de::Error, problems: &Problems<'_>) -> ConfigError {
+    ConfigError {
+        problems: vec![ConfigProblem {
+            file: problems.label.to_string(),
+            line: err.span().map(|span| line_at(problems.source, span.start)),
+            key: "(syntax)".into(),
+            message: err.message().trim().to_string(),
+        }],
+    }
+}
+
+fn validate(config: &EdgeConfig, problems: &Problems<'_>) -> Vec<ConfigProblem> {
+    let mut found = Vec::new();
+    let mut add = |key: KeyPath, message: String| found.push(problems.locate(&key, message));
+    let root = KeyPath::root();
+
+    if config.server.threads == 0 {
+        add(
+            root.key("server").key("threads"),
+            "must be at least 1".into(),
+        );
+    }
+    let https = &config.listeners.https;
+    if !https.health_path.starts_with('/') {
+        add(
+            root.key("listeners").key("https").key("health_path"),
+            "must start with '/'".into(),
+        );
+    }
+    let mut tcp_addresses: Vec<(KeyPath, SocketAddr)> = vec![
+        (
+            root.key("listeners").key("https").key("address"),
+            https.address,
+        ),
+        (root.key("admin").key("address"), config.admin.address),
+    ];
+    if let Some(http) = &config.listeners.http {
+        tcp_addresses.push((
+            root.key("listeners").key("http").key("address"),
+            http.address,
+        ));
+    }
+    for (i, (key, addr)) in tcp_addresses.iter().enumerate() {
+        if let Some((other, _)) = tcp_addresses[..i].iter().find(|(_, other)| {
+            other.port() == addr.port()
+                && addr.port() != 0
+                && (other.ip() == addr.ip()
+                    || other.ip().is_unspecified()
+                    || addr.ip().is_unspecified())
+        }) {
+            add(key.clone(), format!("{addr} is also used by {other}"));
+        }
+    }
+
+    if config.tls.min_version > config.tls.max_version {
+        add(
+            root.key("tls").key("min_version"),
+            "is newer than max_version".into(),
+        );
+    }
+    for (i, sni) in config.tls.certs.iter().enumerate() {
+        let key = root.key("tls").key("certs").index(i);
+        if sni.server_names.is_empty() {
+            add(key.key("server_names"), "list at least one name".into());
+        }
+        for (j, name) in sni.server_names.iter().enumerate() {
+            if !is_valid_host_pattern(name) || name == "*" {
+                add(
+                    key.key("server_names").index(j),
+                    format!("'{name}' is not a host name or *.wildcard"),
+                );
+            }
+        }
+    }
+
+    let limits = &config.limits;
+    let limit_key = root.key("limits");
+    for (name, value) in [
+        (
+            "max_request_header_bytes",
+            limits.max_request_header_bytes as u64,
+        ),
+        ("max_request_headers", limits.max_request_headers as u64),
+        ("max_request_body_bytes", limits.max_request_body_bytes),
+        (
+            "h2_max_concurrent_streams",
+            u64::from(limits.h2_max_concurrent_streams),
+        ),
+        ("keepalive_requests", u64::from(limits.keepalive_requests)),
+    ] {
+        if value == 0 {
+            add(limit_key.key(name), "must be at least 1".into());
+        }
+    }
+    if config.http3.max_udp_payload < 1200 {
+        add(
+            root.key("http3").key("max_udp_payload"),
+            "QUIC needs at least 1200 bytes (RFC 9000 section 14)".into(),
+        );
+    }
+
+    for (name, cluster) in &config.clusters {
+        let key = root.key("clusters").key(name);
+        if cluster.addresses.is_empty() {
+            add(key.key("addresses"), "list at least one host:port".into());
+        }
+        for (i, address) in cluster.addresses.iter().enumerate() {
+            if let Err(message) = check_host_port(address) {
+                add(key.key("addresses").index(i), message);
+            }
+        }
+        if cluster.max_h2_streams == 0 {
+            add(key.key("max_h2_streams"), "must be at least 1".into());
+        }
+        if cluster.tls_ca_file.is_some() && !cluster.protocol.is_tls() {
+            add(
+                key.key("tls_ca_file"),
+                "only applies to TLS protocols (h1_tls, h2)".into(),
+            );
+        }
+        if let Some(check) = &cluster.health_check {
+            let check_key = key.key("health_check");
+            if check.kind == HealthCheckKind::Http && !check.path.starts_with('/') {
+                add(check_key.key("path"), "must start with '/'".into());
+            }
+            if check.kind == HealthCheckKind::Grpc && !cluster.protocol.is_h2() {
+                add(
+                    check_key.key("kind"),
+                    "grpc health checks need an HTTP/2 cluster (protocol h2c or h2)".into(),
+                );
+            }
+            if check.unhealthy_threshold == 0 || check.healthy_threshold == 0 {
+                add(check_key.clone(), "thresholds must be at least 1".into());
+            }
+            if check.interval.is_zero() || check.timeout.is_zero() {
+                add(check_key, "interval and timeout must be positive".into());
+            }
+        }
+    }
+
+    let mut ids: HashMap<&str, usize> = HashMap::new();
+    let mut matches: HashMap<(Vec<String>, &str, RouteKind), usize> = HashMap::new();
+    for (i, route) in config.routes.iter().enumerate() {
+        let key = root.key("routes").index(i);
+        validate_route(config, route, &key, &mut add);
+        if let Some(previous) = ids.insert(route.id.as_str(), i) {
+            add(
+                key.key("id"),
+                format!("'{}' is already the id of routes[{previous}]", route.id),
+            );
+        }
+        let mut hosts = route.hosts.clone();
+        hosts.sort();
+        if let Some(previous) = matches.insert((hosts, route.path_prefix.as_str(), route.kind), i) {
+            add(
+                key.key("path_prefix"),
+                format!(
+                    "routes[{previous}] ('{}') already matches the same hosts, prefix and kind",
+                    config.routes[previous].id
+                ),
+            );
+        }
+    }
+
+    for issue in config.plugins.validate() {
+        add(root.key("plugins").join_dotted(&issue.path), issue.message);
+    }
+    found
+}
+
+fn validate_route(
+    config: &EdgeConfig,
+    route: &RouteConfig,
+    key: &KeyPath,
+    add: &mut impl FnMut(KeyPath, String),
+) {
+    if route.id.trim().is_empty() {
+        add(key.key("id"), "must not be empty".into());
+    }
+    if !config.clusters.contains_key(&route.upstream) {
+        let known: BTreeSet<&str> = config.clusters.keys().map(String::as_str).collect();
+        let suggestion = closest(&route.upstream, known.iter().copied())
+            .map(|c| format!(" (did you mean '{c}'?)"))
+            .unwrap_or_default();
+        add(
+            key.key("upstream"),
+            format!(
+                "unknown cluster '{}'{suggestion}; defined clusters: {}",
+                route.upstream,
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.into_iter().collect::<Vec<_>>().join(", ")
+                }
+            ),
+        );
+    }
+    if !route.path_prefix.starts_with('/') {
+        add(key.key("path_prefix"), "must start with '/'".into());
+    }
+    if route.hosts.is_empty() {
+        add(key.key("hosts"), "list at least one host (or \"*\")".into());
+    }
+    for (j, host) in route.hosts.iter().enumerate() {
+        if !is_valid_host_pattern(host) {
+            add(
+                key.key("hosts").index(j),
+                format!("'{host}' is not a host name, *.wildcard or *"),
+            );
+        }
+    }
+    if let Some(strip) = &route.strip_prefix {
+        if !strip.starts_with('/') || !route.path_prefix.starts_with(strip.as_str()) {
+            add(
+                key.key("strip_prefix"),
+                format!(
+                    "'{strip}' must start with '/' and be a prefix of path_prefix '{}'",
+                    route.path_prefix
+                ),
+            );
+        }
+    }
+    if route.max_request_body_bytes == Some(0) {
+        add(
+            key.key("max_request_body_bytes"),
+            "must be at least 1".into(),
+        );
+    }
+    for issue in route.plugins.validate(&config.plugins) {
+        add(key.key("plugins").join_dotted(&issue.path), issue.message);
+    }
+}
+
+/// `example.com`, `*.example.com`, `*`, an IP literal, or `localhost`.
+pub(crate) fn is_valid_host_pattern(host: &str) -> bool {
+    if host == "*" {
+        return true;
+    }
+    let name = host.strip_prefix("*.").unwrap_or(host);
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return !host.starts_with("*.");
+    }
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+fn check_host_port(address: &str) -> Result<(), String> {
+    if let Ok(addr) = address.parse::<SocketAddr>() {
+        if addr.port() == 0 {
+            return Err(format!("'{address}' has no valid port"));
+        }
+        return Ok(());
+    }
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return Err(format!("'{address}' is not host:port"));
+    };
+    if port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(format!("'{address}' has no valid port"));
+    }
+    if !is_valid_host_pattern(host) || host.contains('*') {
+        return Err(format!("'{host}' in '{address}' is not a host name or IP"));
+    }
+    Ok(())
+}
+
+/// The candidate within edit distance 2, if any.
+fn closest<'a>(target: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .map(|c| (edit_distance(target, c), c))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<LoadedConfig, ConfigError> {
+        load_str(text, Some(Path::new("edge.toml")), Path::new("/etc/edge"))
+    }
+
+    const GOOD: &str = r#"
+[clusters.records]
+addresses = ["127.0.0.1:4002"]
+
+[[routes]]
+id = "records"
+path_prefix = "/api/records"
+strip_prefix = "/api"
+upstream = "records"
+"#;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let loaded = load_str(EMBEDDED_DEFAULT, None, Path::new("."))
+            .unwrap_or_else(|e| panic!("embedded default must load:\n{e}"));
+        assert!(!loaded.config.routes.is_empty());
+        assert!(loaded.config.clusters.contains_key("records"));
+    }
+
+    #[test]
+    fn good_config_loads_with_defaults() {
+        let loaded = load(GOOD).expect("valid");
+        assert_eq!(loaded.config.server.threads, 2);
+        assert_eq!(loaded.config.routes[0].hosts, ["*"]);
+        assert_eq!(loaded.config.limits.max_request_headers, 100);
+    }
+
+    #[test]
+    fn typo_in_cluster_name_names_file_line_key_and_suggestion() {
+        let text = GOOD.replace("upstream = \"records\"", "upstream = \"recrods\"");
+        let err = load(&text).expect_err("unknown cluster");
+        let message = err.to_string();
+        assert!(
+            message.starts_with("edge.toml:9: routes[0].upstream: unknown cluster 'recrods'"),
+            "{message}"
+        );
+        assert!(message.contains("did you mean 'records'?"), "{message}");
+    }
+
+    #[test]
+    fn unknown_field_is_an_error_with_its_line() {
+        let text = GOOD.replace("strip_prefix", "strip_prefx");
+        let err = load(&text).expect_err("unknown field");
+        let problem = &err.problems[0];
+        assert_eq!(problem.line, Some(8), "{err}");
+        assert!(problem.key.starts_with("routes[0]"), "{err}");
+        assert!(problem.message.contains("strip_prefx"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let text = format!("[server]\nthreads = \"many\"\n{GOOD}");
+        let err = load(&text).expect_err("type error");
+        assert_eq!(err.problems[0].key, "server.threads", "{err}");
+        assert_eq!(err.problems[0].line, Some(2), "{err}");
+    }
+
+    #[test]
+    fn syntax_error_has_a_line() {
+        let err = load("[server\nthreads = 2\n").expect_err("syntax");
+        assert_eq!(err.problems[0].line, Some(1), "{err}");
+    }
+
+    #[test]
+    fn all_problems_are_reported_not_just_the_first() {
+        let text = r#"
+[clusters.a]
+addresses = ["nope", "127.0.0.1:0"]
+
+[[routes]]
+id = "x"
+path_prefix = "api"
+upstream = "b"
+
+[[routes]]
+id = "x"
+path_prefix = "/y"
+strip_prefix = "/z"
+upstream = "a"
+"#;
+        let err = load(text).expect_err("several problems");
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        for expected in [
+            "clusters.a.addresses[0]",
+            "clusters.a.addresses[1]",
+            "routes[0].upstream",
+            "routes[0].path_prefix",
+            "routes[1].strip_prefix",
+            "routes[1].id",
+        ] {
+            assert!(keys.contains(&expected), "{expected} missing from {keys:?}");
+        }
+    }
+
+    #[test]
+    fn plugin_problems_are_located_under_the_route() {
+        let text = format!("{GOOD}\n[routes.plugins.jwt]\nmode = \"required\"\n");
+        let err = load(&text).expect_err("jwt without provider");
+        assert_eq!(err.problems[0].key, "routes[0].plugins.jwt", "{err}");
+        assert_eq!(err.problems[0].line, Some(11), "{err}");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_directory() {
+        let text =
+            format!("[tls.default]\ncert = \"certs/tls.crt\"\nkey = \"/abs/tls.key\"\n{GOOD}");
+        let loaded = load(&text).expect("valid");
+        let default = loaded.config.tls.default.expect("default cert");
+        assert_eq!(default.cert, Path::new("/etc/edge/certs/tls.crt"));
+        assert_eq!(default.key, Path::new("/abs/tls.key"));
+    }
+
+    #[test]
+    fn listener_port_clash_is_reported() {
+        let text = format!("[admin]\naddress = \"127.0.0.1:8443\"\n{GOOD}");
+        let err = load(&text).expect_err("clash");
+        assert_eq!(err.problems[0].key, "admin.address", "{err}");
+    }
+
+    #[test]
+    fn host_patterns() {
+        for ok in [
+            "example.com",
+            "*.example.com",
+            "*",
+            "127.0.0.1",
+            "localhost",
+            "a-b.c",
+        ] {
+            assert!(is_valid_host_pattern(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "exa mple.com",
+            "*.*.com",
+            "-a.com",
+            "a..com",
+            "*.127.0.0.1",
+        ] {
+            assert!(!is_valid_host_pattern(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn edit_distance_suggests_only_close_names() {
+        assert_eq!(
+            closest("recrods", ["records", "auth"].into_iter()),
+            Some("records")
+        );
+        assert_eq!(closest("zzz", ["records", "auth"].into_iter()), None);
+    }
+}

@@ -1,0 +1,312 @@
+//! Prometheus metrics of the edge. One registry per process (the policy runtime registers
+//! its own `edge_*` metrics into it too); `/metrics` on the admin listener serves it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Every metric the edge itself exports (see the README's metrics table).
+pub struct EdgeMetrics {
+    pub registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub upstream_duration: HistogramVec,
+    pub upstream_errors: IntCounterVec,
+    pub upstream_connections: IntCounterVec,
+    pub upstream_backend_healthy: IntGaugeVec,
+    pub downstream_connections: IntGaugeVec,
+    pub tls_handshakes: IntCounterVec,
+    pub tls_handshake_failures: IntCounterVec,
+    pub config_reloads: IntCounterVec,
+    pub config_version: IntGauge,
+    pub cert_reloads: IntCounterVec,
+    pub cert_not_after: IntGaugeVec,
+    pub quic_connections: IntCounter,
+    pub quic_handshake_failures: IntCounter,
+    pub quic_stream_errors: IntCounterVec,
+    pub request_body_bytes: Histogram,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name} definition: {e}"));
+    register(registry, Box::new(metric.clone()), name);
+    metric
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let metric = IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name} definition: {e}"));
+    register(registry, Box::new(metric.clone()), name);
+    metric
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    // 100 µs .. ~26 s: an edge hop is sub-millisecond, a slow upstream is seconds.
+    let buckets = prometheus::exponential_buckets(0.0001, 2.0, 19)
+        .unwrap_or_else(|e| panic!("buckets for {name}: {e}"));
+    let metric = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .unwrap_or_else(|e| panic!("metric {name} definition: {e}"));
+    register(registry, Box::new(metric.clone()), name);
+    metric
+}
+
+fn register(registry: &Registry, metric: Box<dyn prometheus::core::Collector>, name: &str) {
+    // Names are fixed at compile time and the registry is fresh, so a clash is a bug.
+    registry
+        .register(metric)
+        .unwrap_or_else(|e| panic!("registering {name}: {e}"));
+}
+
+impl EdgeMetrics {
+    pub fn new() -> Arc<Self> {
+        let registry = Registry::new();
+        let r = &registry;
+        let config_version = IntGauge::new(
+            "edge_config_version",
+            "Generation of the config in use (1 at start, +1 per accepted reload)",
+        )
+        .unwrap_or_else(|e| panic!("edge_config_version: {e}"));
+        register(r, Box::new(config_version.clone()), "edge_config_version");
+        let quic_connections = IntCounter::new(
+            "edge_quic_connections_total",
+            "QUIC connections accepted (handshake completed)",
+        )
+        .unwrap_or_else(|e| panic!("edge_quic_connections_total: {e}"));
+        register(
+            r,
+            Box::new(quic_connections.clone()),
+            "edge_quic_connections_total",
+        );
+        let quic_handshake_failures = IntCounter::new(
+            "edge_quic_handshake_failures_total",
+            "QUIC connections that failed before the handshake completed",
+        )
+        .unwrap_or_else(|e| panic!("edge_quic_handshake_failures_total: {e}"));
+        register(
+            r,
+            Box::new(quic_handshake_failures.clone()),
+            "edge_quic_handshake_failures_total",
+        );
+        let request_body_bytes = Histogram::with_opts(
+            HistogramOpts::new(
+                "edge_request_body_bytes",
+                "Request body sizes forwarded upstream",
+            )
+            .buckets(
+                prometheus::exponential_buckets(64.0, 4.0, 10)
+                    .unwrap_or_else(|e| panic!("body buckets: {e}")),
+            ),
+        )
+        .unwrap_or_else(|e| panic!("edge_request_body_bytes: {e}"));
+        register(
+            r,
+            Box::new(request_body_bytes.clone()),
+            "edge_request_body_bytes",
+        );
+
+        Arc::new(Self {
+            requests: counter(
+                r,
+                "edge_requests_total",
+                "Requests by route, method, status class and downstream protocol",
+                &["route", "method", "status", "protocol"],
+            ),
+            request_duration: histogram(
+                r,
+                "edge_request_duration_seconds",
+                "Time from request headers to the end of the response",
+                &["route", "protocol"],
+            ),
+            upstream_duration: histogram(
+                r,
+                "edge_upstream_duration_seconds",
+                "Time from sending the request upstream to its response headers",
+                &["cluster"],
+            ),
+            upstream_errors: counter(
+                r,
+                "edge_upstream_errors_total",
+                "Upstream failures by cluster and kind (connect, timeout, no_healthy_backend, protocol)",
+                &["cluster", "kind"],
+            ),
+            upstream_connections: counter(
+                r,
+                "edge_upstream_connections_total",
+                "Upstream connections used, by whether they were reused from the pool",
+                &["cluster", "reused"],
+            ),
+            upstream_backend_healthy: gauge(
+                r,
+                "edge_upstream_backend_healthy",
+                "1 when the backend passes its health check",
+                &["cluster", "backend"],
+            ),
+            downstream_connections: gauge(
+                r,
+                "edge_downstream_connections_active",
+                "Open client connections by transport",
+                &["transport"],
+            ),
+            tls_handshakes: counter(
+                r,
+                "edge_tls_handshakes_total",
+                "Completed TLS handshakes by version and ALPN",
+                &["transport", "version", "alpn"],
+            ),
+            tls_handshake_failures: counter(
+                r,
+                "edge_tls_handshake_failures_total",
+                "Failed TLS handshakes by reason (the alert sent, or no_certificate)",
+                &["reason"],
+            ),
+            config_reloads: counter(
+                r,
+                "edge_config_reloads_total",
+                "Config reload attempts by result (applied, rejected, unchanged)",
+                &["result"],
+            ),
+            config_version,
+            cert_reloads: counter(
+                r,
+                "edge_cert_reloads_total",
+                "Certificate reload attempts by result (applied, rejected, unchanged)",
+                &["result"],
+            ),
+            cert_not_after: gauge(
+                r,
+                "edge_certificate_not_after_seconds",
+                "Expiry (unix seconds) of each served certificate",
+                &["sni", "serial"],
+            ),
+            quic_connections,
+            quic_handshake_failures,
+            quic_stream_errors: counter(
+                r,
+                "edge_quic_stream_errors_total",
+                "HTTP/3 streams that ended in error, by kind",
+                &["kind"],
+            ),
+            request_body_bytes,
+            registry,
+        })
+    }
+
+    /// The Prometheus text exposition of every registered metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let families = self.registry.gather();
+        if let Err(err) = TextEncoder::new().encode(&families, &mut out) {
+            tracing::error!(%err, "encoding metrics");
+        }
+        out
+    }
+
+    pub fn observe_request(
+        &self,
+        route: &str,
+        method: &http::Method,
+        status: u16,
+        protocol: &str,
+        elapsed: Duration,
+    ) {
+        self.requests
+            .with_label_values(&[route, method_label(method), status_class(status), protocol])
+            .inc();
+        self.request_duration
+            .with_label_values(&[route, protocol])
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+/// Methods as a bounded label set (a client can send any token as a method).
+pub fn method_label(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::PATCH => "PATCH",
+        http::Method::DELETE => "DELETE",
+        http::Method::HEAD => "HEAD",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "other",
+    }
+}
+
+/// Decrements an active-connection gauge when the connection (and this guard) goes away.
+pub struct ConnectionGauge {
+    gauge: IntGauge,
+}
+
+impl ConnectionGauge {
+    pub fn open(gauge: IntGauge) -> Self {
+        gauge.inc();
+        Self { gauge }
+    }
+}
+
+impl Drop for ConnectionGauge {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_contains_observed_requests() {
+        let metrics = EdgeMetrics::new();
+        metrics.observe_request(
+            "records",
+            &http::Method::GET,
+            204,
+            "h2",
+            Duration::from_millis(3),
+        );
+        let text = String::from_utf8(metrics.render()).expect("utf8");
+        assert!(
+            text.contains(
+                r#"edge_requests_total{method="GET",protocol="h2",route="records",status="2xx"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains("edge_request_duration_seconds_bucket"));
+    }
+
+    #[test]
+    fn unusual_methods_share_one_label() {
+        let method = http::Method::from_bytes(b"BREW").expect("token");
+        assert_eq!(method_label(&method), "other");
+        assert_eq!(status_class(431), "4xx");
+    }
+
+    #[test]
+    fn connection_gauge_counts_open_connections() {
+        let metrics = EdgeMetrics::new();
+        let gauge = metrics.downstream_connections.with_label_values(&["tcp"]);
+        let a = ConnectionGauge::open(gauge.clone());
+        let b = ConnectionGauge::open(gauge.clone());
+        assert_eq!(gauge.get(), 2);
+        drop(a);
+        assert_eq!(gauge.get(), 1);
+        drop(b);
+        assert_eq!(gauge.get(), 0);
+    }
+}

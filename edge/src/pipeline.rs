@@ -1,0 +1,406 @@
+//! The one request pipeline every downstream protocol goes through.
+//!
+//! h1/h2 (Pingora's `ProxyHttp`) and h3 (tokio-quiche) both turn a request into
+//! `http::request::Parts` and call [`admit`]: limits, the edge's own health endpoint,
+//! routing, the route's policy chain. What comes back is either a response to write or
+//! a [`Forward`] that both paths turn into the upstream request with
+//! [`prepare_upstream_request`] and decorate the response with [`decorate_response`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use gateway_plugins::decision::Decision;
+use gateway_plugins::error_shape::error_response;
+use gateway_plugins::identity::is_identity_header;
+use gateway_plugins::{ErrorKind, HeaderEdits, PolicyResponse, Protocol, RequestContext, TlsInfo};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::StatusCode;
+use pingora_http::RequestHeader;
+
+use crate::routes::{request_host, Route};
+use crate::state::{EdgeState, Snapshot};
+
+/// What the transport knows about the client.
+#[derive(Debug, Clone)]
+pub struct Downstream {
+    pub peer_addr: Option<SocketAddr>,
+    pub protocol: Protocol,
+    pub tls: Option<TlsInfo>,
+}
+
+/// A request the edge answers itself.
+#[derive(Debug)]
+pub struct Answer {
+    pub response: PolicyResponse,
+    /// The route, when one matched (for metrics and logs).
+    pub route: Option<Arc<Route>>,
+    /// Why (for the access log): `no_route`, `policy`, `health`, `headers_too_large`, ...
+    pub reason: &'static str,
+}
+
+/// A request to send upstream.
+#[derive(Debug)]
+pub struct Forward {
+    pub route: Arc<Route>,
+    pub grpc: bool,
+    pub client_ip: IpAddr,
+    pub upstream_edits: HeaderEdits,
+    /// Added to whatever response goes back (rate-limit headers, CORS, request id).
+    pub response_headers: HeaderMap,
+    pub request_id: Option<HeaderValue>,
+}
+
+#[derive(Debug)]
+pub enum Admission {
+    Answer(Answer),
+    Forward(Forward),
+}
+
+/// `content-type: application/grpc`, `application/grpc+proto`, `application/grpc-web...`.
+pub fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.len() >= 16 && ct[..16].eq_ignore_ascii_case("application/grpc"))
+}
+
+/// An edge-produced error in the request's protocol shape.
+pub fn edge_error(kind: ErrorKind, code: &str, message: &str, grpc: bool) -> PolicyResponse {
+    error_response(kind, code, message, grpc)
+}
+
+/// Runs limits, health, routing and policy for one request.
+pub async fn admit(snapshot: &Snapshot, parts: &Parts, downstream: &Downstream) -> Admission {
+    let grpc = is_grpc(&parts.headers);
+    let config = snapshot.config();
+    let answer = |response, route: Option<&Arc<Route>>, reason| {
+        Admission::Answer(Answer {
+            response,
+            route: route.cloned(),
+            reason,
+        })
+    };
+
+    if let Some(problem) = header_limit_problem(&parts.headers, &config.limits) {
+        return answer(
+            edge_error(
+                ErrorKind::HeadersTooLarge,
+                "headers_too_large",
+                &problem,
+                grpc,
+            ),
+            None,
+            "headers_too_large",
+        );
+    }
+
+    let path = parts.uri.path();
+    if path == config.listeners.https.health_path
+        && (parts.method == http::Method::GET || parts.method == http::Method::HEAD)
+    {
+        return answer(health_response(snapshot), None, "health");
+    }
+
+    let host = request_host(parts);
+    let Some(route) = snapshot.routes.find(host.as_deref(), path, grpc) else {
+        let message = format!("no route for {path}");
+        return answer(
+            edge_error(ErrorKind::NoRoute, "not_found", &message, grpc),
+            None,
+            "no_route",
+        );
+    };
+
+    if let Some(length) = content_length(&parts.headers) {
+        if length > route.max_body_bytes {
+            let message = format!(
+                "request body of {length} bytes exceeds the limit of {} bytes",
+                route.max_body_bytes
+            );
+            return answer(
+                edge_error(
+                    ErrorKind::PayloadTooLarge,
+                    "payload_too_large",
+                    &message,
+                    grpc,
+                ),
+                Some(route),
+                "payload_too_large",
+            );
+        }
+    }
+
+    let client_ip = snapshot
+        .client_ip
+        .resolve(downstream.peer_addr, &parts.headers);
+    let ctx = RequestContext {
+        peer_addr: downstream.peer_addr,
+        client_ip,
+        protocol: downstream.protocol,
+        tls: downstream.tls.clone(),
+        route_id: route.id.clone(),
+        grpc,
+    };
+    let outcome = route.chain.evaluate(parts, &ctx).await;
+    let request_id = outcome
+        .response_headers
+        .get("x-request-id")
+        .cloned()
+        .or_else(|| {
+            outcome
+                .upstream_edits
+                .set
+                .iter()
+                .find(|(name, _)| name == "x-request-id")
+                .map(|(_, value)| value.clone())
+        });
+    match outcome.decision {
+        Decision::Respond(mut response) => {
+            for (name, value) in &outcome.response_headers {
+                response
+                    .headers
+                    .entry(name)
+                    .or_insert_with(|| value.clone());
+            }
+            answer(response, Some(route), "policy")
+        }
+        Decision::Continue => Admission::Forward(Forward {
+            route: route.clone(),
+            grpc,
+            client_ip,
+            upstream_edits: outcome.upstream_edits,
+            response_headers: outcome.response_headers,
+            request_id,
+        }),
+    }
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Header count and total size against `[limits]`.
+fn header_limit_problem(
+    headers: &HeaderMap,
+    limits: &crate::config::LimitsSection,
+) -> Option<String> {
+    if headers.len() > limits.max_request_headers {
+        return Some(format!(
+            "{} request headers exceed the limit of {}",
+            headers.len(),
+            limits.max_request_headers
+        ));
+    }
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if bytes > limits.max_request_header_bytes {
+        return Some(format!(
+            "{bytes} bytes of request headers exceed the limit of {}",
+            limits.max_request_header_bytes
+        ));
+    }
+    None
+}
+
+/// `GET /api/healthz`: the edge and each cluster, cheap (no upstream call).
+pub fn health_response(snapshot: &Snapshot) -> PolicyResponse {
+    let mut clusters = serde_json::Map::new();
+    let mut all_required_up = true;
+    for (name, cluster) in snapshot.clusters.iter() {
+        let health = cluster.health();
+        let up = health.healthy_backends > 0;
+        if health.required && !up {
+            all_required_up = false;
+        }
+        clusters.insert(
+            name.clone(),
+            serde_json::json!({
+                "status": if up { "up" } else { "down" },
+                "healthyBackends": health.healthy_backends,
+                "backends": health.backends,
+            }),
+        );
+    }
+    let body = serde_json::json!({
+        "status": if all_required_up { "ok" } else { "degraded" },
+        "configVersion": snapshot.version,
+        "clusters": clusters,
+    });
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    PolicyResponse {
+        // The edge itself is up; callers read the body for the clusters.
+        status: StatusCode::OK,
+        headers,
+        body: Bytes::from(body.to_string()),
+    }
+}
+
+/// Turns the downstream request header into the upstream one: strips inbound identity
+/// headers (always, every route), applies the chain's edits, sets `x-forwarded-*`, and
+/// rewrites the path.
+pub fn prepare_upstream_request(
+    request: &mut RequestHeader,
+    forward: &Forward,
+    peer: Option<SocketAddr>,
+) -> pingora_error::Result<()> {
+    let spoofable: Vec<HeaderName> = request
+        .headers
+        .keys()
+        .filter(|name| is_identity_header(name))
+        .cloned()
+        .collect();
+    for name in spoofable {
+        request.remove_header(&name);
+    }
+    for name in &forward.upstream_edits.remove {
+        request.remove_header(name);
+    }
+    for (name, value) in &forward.upstream_edits.set {
+        request.insert_header(name.clone(), value.clone())?;
+    }
+
+    // X-Forwarded-For: keep the chain only when the resolver trusted it (the resolved
+    // client differs from the peer), then add the peer.
+    let peer_ip = peer.map(|p| p.ip());
+    let forwarded_for = match (peer_ip, request.headers.get("x-forwarded-for")) {
+        (Some(peer), Some(existing)) if peer != forward.client_ip => {
+            format!("{}, {peer}", existing.to_str().unwrap_or_default())
+        }
+        (Some(peer), _) => peer.to_string(),
+        (None, _) => forward.client_ip.to_string(),
+    };
+    request.insert_header("x-forwarded-for", forwarded_for)?;
+    request.insert_header("x-forwarded-proto", "https")?;
+
+    if forward.route.strip_prefix.is_some() {
+        let original = request
+            .uri
+            .path_and_query()
+            .map(|pq| pq.as_str().to_string())
+            .unwrap_or_else(|| "/".to_string());
+        let rewritten = forward.route.upstream_path(&original);
+        let uri = http::Uri::builder()
+            .path_and_query(rewritten.as_str())
+            .build()
+            .map_err(|e| {
+                pingora_error::Error::explain(
+                    pingora_error::ErrorType::InvalidHTTPHeader,
+                    format!("rewritten path {rewritten:?}: {e}"),
+                )
+            })?;
+        request.set_uri(uri);
+    }
+    Ok(())
+}
+
+/// Headers every response through the edge gets.
+pub fn decorate_response(
+    headers: &mut impl ResponseHeaders,
+    snapshot: &Snapshot,
+    state: &EdgeState,
+    extra: &HeaderMap,
+    protocol: Protocol,
+) {
+    if let Some(hsts) = &snapshot.hsts {
+        headers.set("strict-transport-security", hsts.clone());
+    }
+    if protocol != Protocol::Http3 {
+        if let Some(alt_svc) = &state.alt_svc {
+            headers.set("alt-svc", alt_svc.clone());
+        }
+    }
+    for (name, value) in extra {
+        headers.set(name.as_str(), value.clone());
+    }
+}
+
+/// The two response header types the paths use (Pingora's keeps header case for h1).
+pub trait ResponseHeaders {
+    fn set(&mut self, name: &str, value: HeaderValue);
+}
+
+impl ResponseHeaders for pingora_http::ResponseHeader {
+    fn set(&mut self, name: &str, value: HeaderValue) {
+        if let Err(err) = self.insert_header(name.to_string(), value) {
+            tracing::warn!(%err, name, "cannot set response header");
+        }
+    }
+}
+
+impl ResponseHeaders for HeaderMap {
+    fn set(&mut self, name: &str, value: HeaderValue) {
+        if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
+            self.insert(name, value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_content_types_are_recognised() {
+        let mut headers = HeaderMap::new();
+        for (ct, grpc) in [
+            ("application/grpc", true),
+            ("application/grpc+proto", true),
+            ("application/grpc-web+proto", true),
+            ("Application/GRPC", true),
+            ("application/json", false),
+            ("application/gr", false),
+        ] {
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+            assert_eq!(is_grpc(&headers), grpc, "{ct}");
+        }
+        headers.clear();
+        assert!(!is_grpc(&headers));
+    }
+
+    #[test]
+    fn header_limits_count_and_size() {
+        let limits = crate::config::LimitsSection {
+            max_request_headers: 3,
+            max_request_header_bytes: 40,
+            ..Default::default()
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert("a", HeaderValue::from_static("1"));
+        assert!(header_limit_problem(&headers, &limits).is_none());
+        headers.insert(
+            "big",
+            HeaderValue::from_static("0123456789012345678901234567890123456789"),
+        );
+        assert!(header_limit_problem(&headers, &limits)
+            .expect("too big")
+            .contains("bytes"));
+        headers.clear();
+        for name in ["a", "b", "c", "d"] {
+            headers.insert(HeaderName::from_static(name), HeaderValue::from_static("1"));
+        }
+        assert!(header_limit_problem(&headers, &limits)
+            .expect("too many")
+            .contains("headers exceed"));
+    }
+
+    #[test]
+    fn content_length_parses_only_numbers() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("42"));
+        assert_eq!(content_length(&headers), Some(42));
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("x"));
+        assert_eq!(content_length(&headers), None);
+    }
+}

@@ -1,0 +1,573 @@
+//! The Pingora `ProxyHttp` implementation for h1 and h2. Thin by design: each phase calls
+//! into the shared pipeline (`pipeline`), the upstream pool (`upstream`) or the access log
+//! (`access_log`) and returns.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use gateway_plugins::{ErrorKind, PolicyResponse, Protocol, TlsInfo};
+use http::HeaderMap;
+use pingora_core::modules::http::grpc_web::{GrpcWeb, GrpcWebBridge};
+use pingora_core::modules::http::HttpModules;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorSource, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+
+use crate::access_log::{self, AccessRecord};
+use crate::pipeline::{self, Admission, Downstream, Forward};
+use crate::state::{EdgeState, Snapshot};
+use crate::upstream::InFlight;
+
+/// Per-request state across Pingora's phases.
+pub struct RequestCtx {
+    started: Instant,
+    snapshot: Option<Arc<Snapshot>>,
+    protocol: Protocol,
+    peer: Option<SocketAddr>,
+    forward: Option<Forward>,
+    /// Set when the edge answered the request itself (`health`, `policy`, `no_route`, ...).
+    answered: Option<&'static str>,
+    route_id: Option<Arc<str>>,
+    in_flight: Option<InFlight>,
+    /// Backend indices this request already tried (retries go elsewhere).
+    tried: Vec<usize>,
+    retries_left: u32,
+    body_bytes: u64,
+    upstream_started: Option<Instant>,
+    upstream_reused: Option<bool>,
+    /// `edge_upstream_errors_total{kind}` / access-log `error` for a failed request.
+    failure: Option<&'static str>,
+    grpc_status: Option<String>,
+}
+
+pub struct EdgeProxy {
+    state: Arc<EdgeState>,
+}
+
+impl EdgeProxy {
+    pub fn new(state: Arc<EdgeState>) -> Self {
+        Self { state }
+    }
+}
+
+fn downstream_of(session: &Session) -> Downstream {
+    let digest = session.digest();
+    let info = crate::tls::conn_info(digest);
+    Downstream {
+        peer_addr: session.client_addr().and_then(|a| a.as_inet()).copied(),
+        protocol: if session.is_http2() {
+            Protocol::Http2
+        } else {
+            Protocol::Http1
+        },
+        tls: info.map(|info| TlsInfo {
+            version: Some(info.version),
+            sni: info.sni.clone(),
+            alpn: info.alpn.clone(),
+        }),
+    }
+}
+
+/// Writes a response the edge produced (policy, errors, health) with the headers every
+/// response gets.
+async fn write_edge_response(
+    session: &mut Session,
+    state: &EdgeState,
+    snapshot: &Snapshot,
+    response: &PolicyResponse,
+    protocol: Protocol,
+    close_connection: bool,
+) -> Result<()> {
+    let mut header = ResponseHeader::build(response.status, Some(response.headers.len() + 4))?;
+    for (name, value) in &response.headers {
+        header.append_header(name.clone(), value.clone())?;
+    }
+    let grpc_trailers_only = response.headers.contains_key("grpc-status");
+    if !grpc_trailers_only {
+        header.insert_header(http::header::CONTENT_LENGTH, response.body.len())?;
+    }
+    pipeline::decorate_response(&mut header, snapshot, state, &HeaderMap::new(), protocol);
+    if close_connection && protocol == Protocol::Http1 {
+        // Tell keep-alive clients before they send another request on a closing socket.
+        header.insert_header(http::header::CONNECTION, "close")?;
+    }
+    let head_only = session.req_header().method == http::Method::HEAD;
+    let end = response.body.is_empty() || head_only;
+    session.write_response_header(Box::new(header), end).await?;
+    if !end {
+        session
+            .write_response_body(Some(response.body.clone()), true)
+            .await?;
+    }
+    Ok(())
+}
+
+/// How a proxying failure is reported to the client.
+fn classify_failure(error: &Error, ctx: &RequestCtx) -> Option<(ErrorKind, &'static str, String)> {
+    let cluster = ctx
+        .forward
+        .as_ref()
+        .map(|f| f.route.cluster.name.to_string())
+        .unwrap_or_default();
+    match error.etype() {
+        ErrorType::HTTPStatus(503) => Some((
+            ErrorKind::Unavailable,
+            "no_healthy_upstream",
+            format!("no healthy backend in cluster '{cluster}'"),
+        )),
+        ErrorType::HTTPStatus(413) => Some((
+            ErrorKind::PayloadTooLarge,
+            "payload_too_large",
+            "request body exceeds the route's limit".into(),
+        )),
+        ErrorType::HTTPStatus(code) if (400..500).contains(code) => Some((
+            ErrorKind::BadRequest,
+            "bad_request",
+            format!("request rejected ({code})"),
+        )),
+        ErrorType::ConnectTimedout
+        | ErrorType::ConnectRefused
+        | ErrorType::ConnectNoRoute
+        | ErrorType::ConnectError
+        | ErrorType::TLSHandshakeFailure
+        | ErrorType::TLSHandshakeTimedout
+        | ErrorType::InvalidCert
+        | ErrorType::HandshakeError
+        | ErrorType::SocketError => Some((
+            ErrorKind::BadGateway,
+            "upstream_unreachable",
+            format!("cannot connect to cluster '{cluster}'"),
+        )),
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout
+            if error.esource() == &ErrorSource::Upstream =>
+        {
+            Some((
+                ErrorKind::GatewayTimeout,
+                "upstream_timeout",
+                format!("cluster '{cluster}' did not answer in time"),
+            ))
+        }
+        _ => match error.esource() {
+            ErrorSource::Upstream => Some((
+                ErrorKind::BadGateway,
+                "upstream_error",
+                format!("cluster '{cluster}' failed: {}", error.etype().as_str()),
+            )),
+            ErrorSource::Downstream => match error.etype() {
+                // The client went away: nobody to answer.
+                ErrorType::ReadError
+                | ErrorType::WriteError
+                | ErrorType::ConnectionClosed
+                | ErrorType::ReadTimedout
+                | ErrorType::WriteTimedout => None,
+                _ => Some((
+                    ErrorKind::BadRequest,
+                    "bad_request",
+                    "malformed request".into(),
+                )),
+            },
+            ErrorSource::Internal | ErrorSource::Unset => Some((
+                ErrorKind::Internal,
+                "internal",
+                "the edge failed to handle the request".into(),
+            )),
+        },
+    }
+}
+
+fn is_idempotent(method: &http::Method) -> bool {
+    matches!(
+        *method,
+        http::Method::GET
+            | http::Method::HEAD
+            | http::Method::OPTIONS
+            | http::Method::PUT
+            | http::Method::DELETE
+    )
+}
+
+#[async_trait]
+impl ProxyHttp for EdgeProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> Self::CTX {
+        RequestCtx {
+            started: Instant::now(),
+            snapshot: None,
+            protocol: Protocol::Http1,
+            peer: None,
+            forward: None,
+            answered: None,
+            route_id: None,
+            in_flight: None,
+            tried: Vec::new(),
+            retries_left: 0,
+            body_bytes: 0,
+            upstream_started: None,
+            upstream_reused: None,
+            failure: None,
+            grpc_status: None,
+        }
+    }
+
+    fn init_downstream_modules(&self, modules: &mut HttpModules) {
+        // grpc-web (HTTP/1.1 browsers) is bridged to gRPC over h2 upstreams.
+        modules.add_module(Box::new(GrpcWeb));
+    }
+
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if let Some(bridge) = session.downstream_modules_ctx.get_mut::<GrpcWebBridge>() {
+            bridge.init();
+        }
+        Ok(())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        ctx.started = Instant::now();
+        let snapshot = self.state.snapshot();
+        let limits = &snapshot.config().limits;
+        session.set_read_timeout(Some(limits.client_read_timeout));
+        session.set_write_timeout(Some(limits.client_write_timeout));
+        session.set_keepalive(Some(limits.idle_timeout.as_secs().max(1)));
+
+        let downstream = downstream_of(session);
+        ctx.protocol = downstream.protocol;
+        ctx.peer = downstream.peer_addr;
+        let admission = pipeline::admit(&snapshot, session.req_header(), &downstream).await;
+        let result = match admission {
+            Admission::Answer(answer) => {
+                ctx.answered = Some(answer.reason);
+                ctx.route_id = answer.route.as_ref().map(|r| r.id.clone());
+                // An unread request body would be parsed as the next request: close instead.
+                let close = !session.as_downstream_mut().is_body_done();
+                write_edge_response(
+                    session,
+                    &self.state,
+                    &snapshot,
+                    &answer.response,
+                    ctx.protocol,
+                    close,
+                )
+                .await?;
+                Ok(true)
+            }
+            Admission::Forward(forward) => {
+                ctx.route_id = Some(forward.route.id.clone());
+                ctx.retries_left = forward.route.cluster.config.retries;
+                ctx.forward = Some(forward);
+                Ok(false)
+            }
+        };
+        ctx.snapshot = Some(snapshot);
+        result
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if let (Some(chunk), Some(forward)) = (body.as_ref(), ctx.forward.as_ref()) {
+            ctx.body_bytes += chunk.len() as u64;
+            // Chunked bodies have no Content-Length to check up front.
+            if ctx.body_bytes > forward.route.max_body_bytes {
+                ctx.failure = Some("payload_too_large");
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(413),
+                    "request body over the route limit",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> Result<Box<HttpPeer>> {
+        let forward = ctx
+            .forward
+            .as_ref()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route decided"))?;
+        let cluster = &forward.route.cluster;
+        match cluster.select(&ctx.tried) {
+            Some((index, in_flight)) => {
+                ctx.tried.push(index);
+                let peer = in_flight.backend().peer();
+                ctx.in_flight = Some(in_flight);
+                Ok(Box::new(peer))
+            }
+            None => {
+                ctx.failure = Some("no_healthy_backend");
+                self.state
+                    .metrics
+                    .upstream_errors
+                    .with_label_values(&[&*cluster.name, "no_healthy_backend"])
+                    .inc();
+                Error::e_explain(ErrorType::HTTPStatus(503), "no healthy backend")
+            }
+        }
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        reused: bool,
+        _peer: &HttpPeer,
+        #[cfg(unix)] _fd: std::os::unix::io::RawFd,
+        #[cfg(windows)] _sock: std::os::windows::io::RawSocket,
+        _digest: Option<&pingora_core::protocols::Digest>,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        ctx.upstream_started = Some(Instant::now());
+        ctx.upstream_reused = Some(reused);
+        if let Some(forward) = &ctx.forward {
+            self.state
+                .metrics
+                .upstream_connections
+                .with_label_values(&[
+                    &*forward.route.cluster.name,
+                    if reused { "true" } else { "false" },
+                ])
+                .inc();
+        }
+        Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Self::CTX,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        if let Some(forward) = &ctx.forward {
+            self.state
+                .metrics
+                .upstream_errors
+                .with_label_values(&[&*forward.route.cluster.name, "connect"])
+                .inc();
+        }
+        ctx.failure = Some("connect");
+        // Retry elsewhere only when repeating the request is harmless and nothing of a
+        // request body has been consumed.
+        let alternative = ctx
+            .forward
+            .as_ref()
+            .is_some_and(|f| f.route.cluster.has_untried_backend(&ctx.tried));
+        if alternative
+            && ctx.retries_left > 0
+            && is_idempotent(&session.req_header().method)
+            && ctx.body_bytes == 0
+        {
+            ctx.retries_left -= 1;
+            e.set_retry(true);
+        } else {
+            e.set_retry(false);
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        let forward = ctx
+            .forward
+            .as_ref()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route decided"))?;
+        pipeline::prepare_upstream_request(upstream_request, forward, ctx.peer)
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if let (Some(started), Some(forward)) = (ctx.upstream_started, ctx.forward.as_ref()) {
+            self.state
+                .metrics
+                .upstream_duration
+                .with_label_values(&[&forward.route.cluster.name])
+                .observe(started.elapsed().as_secs_f64());
+        }
+        if let Some(status) = upstream_response.headers.get("grpc-status") {
+            ctx.grpc_status = status.to_str().ok().map(str::to_owned);
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if let (Some(snapshot), Some(forward)) = (ctx.snapshot.as_ref(), ctx.forward.as_ref()) {
+            pipeline::decorate_response(
+                upstream_response,
+                snapshot,
+                &self.state,
+                &forward.response_headers,
+                ctx.protocol,
+            );
+        }
+        Ok(())
+    }
+
+    fn upstream_response_trailer_filter(
+        &self,
+        _session: &mut Session,
+        upstream_trailers: &mut http::HeaderMap,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if let Some(status) = upstream_trailers.get("grpc-status") {
+            ctx.grpc_status = status.to_str().ok().map(str::to_owned);
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut Self::CTX,
+    ) -> FailToProxy {
+        let grpc = ctx
+            .forward
+            .as_ref()
+            .map(|f| f.grpc)
+            .unwrap_or_else(|| pipeline::is_grpc(&session.req_header().headers));
+        let Some((kind, code, message)) = classify_failure(e, ctx) else {
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        };
+        ctx.failure = ctx.failure.or(Some(code));
+        if kind == ErrorKind::GatewayTimeout {
+            if let Some(forward) = &ctx.forward {
+                self.state
+                    .metrics
+                    .upstream_errors
+                    .with_label_values(&[&*forward.route.cluster.name, "timeout"])
+                    .inc();
+            }
+        }
+        let response = pipeline::edge_error(kind, code, &message, grpc);
+        let status = response.status.as_u16();
+        // Headers already sent (the upstream failed mid-body): nothing clean can be written.
+        if session.response_written().is_none() {
+            let snapshot = ctx
+                .snapshot
+                .clone()
+                .unwrap_or_else(|| self.state.snapshot());
+            if let Err(err) = write_edge_response(
+                session,
+                &self.state,
+                &snapshot,
+                &response,
+                ctx.protocol,
+                // Pingora closes the client connection after a failed proxy attempt
+                // whatever we return; say so to HTTP/1.1 keep-alive clients.
+                true,
+            )
+            .await
+            {
+                tracing::debug!(%err, "could not send the error response");
+            }
+        } else {
+            return FailToProxy {
+                error_code: status,
+                can_reuse_downstream: false,
+            };
+        }
+        if grpc {
+            ctx.grpc_status = Some((kind.grpc_code() as u8).to_string());
+        }
+        FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
+        ctx.in_flight.take();
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
+        let route = ctx.route_id.as_deref().unwrap_or("-");
+        let request = session.req_header();
+        let elapsed = ctx.started.elapsed();
+        self.state.metrics.observe_request(
+            route,
+            &request.method,
+            status,
+            ctx.protocol.as_str(),
+            elapsed,
+        );
+        if ctx.body_bytes > 0 {
+            self.state
+                .metrics
+                .request_body_bytes
+                .observe(ctx.body_bytes as f64);
+        }
+        let snapshot = ctx.snapshot.as_ref();
+        if snapshot.is_none_or(|s| s.config().logging.access_log) {
+            access_log::emit(&AccessRecord {
+                protocol: ctx.protocol,
+                method: request.method.as_str(),
+                path: request.uri.path(),
+                route,
+                cluster: ctx.forward.as_ref().map(|f| &*f.route.cluster.name),
+                status,
+                grpc_status: ctx.grpc_status.as_deref(),
+                duration: elapsed,
+                upstream_duration: ctx.upstream_started.map(|s| s.elapsed()),
+                upstream_reused: ctx.upstream_reused,
+                request_bytes: ctx.body_bytes,
+                response_bytes: session.body_bytes_sent() as u64,
+                client: ctx
+                    .forward
+                    .as_ref()
+                    .map(|f| f.client_ip)
+                    .or(ctx.peer.map(|p| p.ip())),
+                request_id: ctx
+                    .forward
+                    .as_ref()
+                    .and_then(|f| f.request_id.as_ref())
+                    .and_then(|v| v.to_str().ok()),
+                answered_by_edge: ctx.answered,
+                error: ctx.failure.or_else(|| e.map(|e| e.etype().as_str())),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_safe_or_idempotent_methods_are_retried() {
+        assert!(is_idempotent(&http::Method::GET));
+        assert!(is_idempotent(&http::Method::PUT));
+        assert!(!is_idempotent(&http::Method::POST));
+        assert!(!is_idempotent(&http::Method::PATCH));
+    }
+}

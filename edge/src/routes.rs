@@ -1,0 +1,324 @@
+//! The route table: host + path prefix + request kind -> route (cluster, policy chain).
+//! Shared by every downstream protocol; the most specific match wins.
+
+use std::sync::Arc;
+
+use gateway_plugins::Chain;
+
+use crate::config::RouteKind;
+use crate::upstream::Cluster;
+
+/// How a route names hosts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    Exact(String),
+    /// `*.example.com`, stored as `example.com`: one extra label.
+    Wildcard(String),
+    Any,
+}
+
+impl HostPattern {
+    pub fn parse(text: &str) -> Self {
+        let text = text.to_ascii_lowercase();
+        if text == "*" {
+            HostPattern::Any
+        } else if let Some(suffix) = text.strip_prefix("*.") {
+            HostPattern::Wildcard(suffix.to_string())
+        } else {
+            HostPattern::Exact(text)
+        }
+    }
+
+    /// Specificity when it matches: exact beats wildcard (longer suffix first) beats any.
+    fn score(&self, host: Option<&str>) -> Option<usize> {
+        match (self, host) {
+            (HostPattern::Any, _) => Some(0),
+            (HostPattern::Exact(name), Some(host)) if name == host => Some(usize::MAX),
+            (HostPattern::Wildcard(suffix), Some(host)) => host
+                .split_once('.')
+                .filter(|(label, rest)| !label.is_empty() && rest == suffix)
+                .map(|_| 1 + suffix.len()),
+            _ => None,
+        }
+    }
+}
+
+/// One route of a config version, with its cluster and policy resolved.
+pub struct Route {
+    pub id: Arc<str>,
+    pub hosts: Vec<HostPattern>,
+    pub path_prefix: String,
+    pub kind: RouteKind,
+    pub strip_prefix: Option<String>,
+    pub cluster: Arc<Cluster>,
+    pub chain: Chain,
+    pub max_body_bytes: u64,
+}
+
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Route")
+            .field("id", &self.id)
+            .field("path_prefix", &self.path_prefix)
+            .field("cluster", &self.cluster.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Route {
+    /// Whether `path` is under this route's prefix on a segment boundary: `/api/records`
+    /// takes `/api/records` and `/api/records/1`, not `/api/recordsX`.
+    fn path_matches(&self, path: &str) -> bool {
+        let prefix = self.path_prefix.as_str();
+        match path.strip_prefix(prefix) {
+            Some(rest) => prefix.ends_with('/') || rest.is_empty() || rest.starts_with('/'),
+            None => false,
+        }
+    }
+
+    fn kind_score(&self, grpc: bool) -> Option<usize> {
+        match (self.kind, grpc) {
+            (RouteKind::Any, _) => Some(0),
+            (RouteKind::Grpc, true) | (RouteKind::Http, false) => Some(1),
+            _ => None,
+        }
+    }
+
+    /// The upstream path and query for a request path and query.
+    pub fn upstream_path(&self, path_and_query: &str) -> String {
+        let Some(strip) = &self.strip_prefix else {
+            return path_and_query.to_string();
+        };
+        match path_and_query.strip_prefix(strip.as_str()) {
+            Some(rest) if rest.starts_with('/') => rest.to_string(),
+            Some(rest) => format!("/{rest}"),
+            None => path_and_query.to_string(),
+        }
+    }
+}
+
+/// All routes of one config version.
+#[derive(Debug, Default)]
+pub struct RouteTable {
+    routes: Vec<Arc<Route>>,
+}
+
+impl RouteTable {
+    pub fn new(routes: Vec<Arc<Route>>) -> Self {
+        Self { routes }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.routes.iter()
+    }
+
+    /// The most specific route for a request: host specificity first, then the longest
+    /// path prefix, then a kind-specific route over a kind-agnostic one. `host` must be
+    /// lower-case without port.
+    pub fn find(&self, host: Option<&str>, path: &str, grpc: bool) -> Option<&Arc<Route>> {
+        let mut best: Option<((usize, usize, usize), &Arc<Route>)> = None;
+        for route in &self.routes {
+            if !route.path_matches(path) {
+                continue;
+            }
+            let Some(kind) = route.kind_score(grpc) else {
+                continue;
+            };
+            let Some(host_score) = route.hosts.iter().filter_map(|h| h.score(host)).max() else {
+                continue;
+            };
+            let score = (host_score, route.path_prefix.len(), kind);
+            if best.as_ref().is_none_or(|(s, _)| score > *s) {
+                best = Some((score, route));
+            }
+        }
+        best.map(|(_, route)| route)
+    }
+}
+
+/// The request's host (from `:authority` / `Host`), lower-cased, without port.
+pub fn request_host(parts: &http::request::Parts) -> Option<String> {
+    let raw = parts
+        .uri
+        .authority()
+        .map(|a| a.host().to_string())
+        .or_else(|| {
+            parts
+                .headers
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(|h| strip_port(h).to_string())
+        })?;
+    Some(raw.trim_end_matches('.').to_ascii_lowercase())
+}
+
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        // [v6]:port
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::Cluster;
+
+    fn cluster() -> Arc<Cluster> {
+        let config = toml::from_str("addresses = [\"127.0.0.1:1\"]").expect("config");
+        Cluster::build("c", &config).expect("cluster")
+    }
+
+    /// A chain with no route plugins, from a throw-away policy runtime.
+    fn empty_chain(id: &str) -> Chain {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let runtime = gateway_plugins::PolicyRuntime::new(
+                &gateway_plugins::PluginsConfig::default(),
+                std::path::Path::new("."),
+                &prometheus::Registry::new(),
+            )
+            .await
+            .expect("policy runtime");
+            runtime
+                .build_chain(id, &gateway_plugins::RoutePolicy::default())
+                .expect("chain")
+        })
+    }
+
+    fn route(id: &str, hosts: &[&str], prefix: &str, kind: RouteKind) -> Arc<Route> {
+        Arc::new(Route {
+            id: Arc::from(id),
+            hosts: hosts.iter().map(|h| HostPattern::parse(h)).collect(),
+            path_prefix: prefix.to_string(),
+            kind,
+            strip_prefix: None,
+            cluster: cluster(),
+            chain: empty_chain(id),
+            max_body_bytes: 1024,
+        })
+    }
+
+    fn table() -> RouteTable {
+        RouteTable::new(vec![
+            route("any-root", &["*"], "/", RouteKind::Any),
+            route("records", &["*"], "/api/records", RouteKind::Any),
+            route(
+                "records-shop",
+                &["shop.example.com"],
+                "/api/records",
+                RouteKind::Any,
+            ),
+            route(
+                "records-wild",
+                &["*.example.com"],
+                "/api/records",
+                RouteKind::Any,
+            ),
+            route("auth-grpc", &["*"], "/auth.AuthService/", RouteKind::Grpc),
+            route(
+                "auth-grpc-me",
+                &["*"],
+                "/auth.AuthService/Me",
+                RouteKind::Grpc,
+            ),
+        ])
+    }
+
+    fn find<'a>(
+        table: &'a RouteTable,
+        host: Option<&str>,
+        path: &str,
+        grpc: bool,
+    ) -> Option<&'a str> {
+        table.find(host, path, grpc).map(|r| &*r.id)
+    }
+
+    #[test]
+    fn longest_prefix_on_segment_boundaries() {
+        let t = table();
+        assert_eq!(find(&t, None, "/api/records", false), Some("records"));
+        assert_eq!(find(&t, None, "/api/records/42", false), Some("records"));
+        assert_eq!(find(&t, None, "/api/recordsX", false), Some("any-root"));
+    }
+
+    #[test]
+    fn exact_host_beats_wildcard_beats_any() {
+        let t = table();
+        assert_eq!(
+            find(&t, Some("shop.example.com"), "/api/records", false),
+            Some("records-shop")
+        );
+        assert_eq!(
+            find(&t, Some("www.example.com"), "/api/records", false),
+            Some("records-wild")
+        );
+        assert_eq!(
+            find(&t, Some("a.b.example.com"), "/api/records", false),
+            Some("records")
+        );
+    }
+
+    #[test]
+    fn grpc_routes_take_only_grpc_and_methods_beat_services() {
+        let t = table();
+        assert_eq!(
+            find(&t, None, "/auth.AuthService/Me", true),
+            Some("auth-grpc-me")
+        );
+        assert_eq!(
+            find(&t, None, "/auth.AuthService/Login", true),
+            Some("auth-grpc")
+        );
+        assert_eq!(
+            find(&t, None, "/auth.AuthService/Login", false),
+            Some("any-root")
+        );
+    }
+
+    #[test]
+    fn no_match_without_a_catch_all() {
+        let t = RouteTable::new(vec![route(
+            "records",
+            &["*"],
+            "/api/records",
+            RouteKind::Any,
+        )]);
+        assert!(t.find(None, "/other", false).is_none());
+    }
+
+    #[test]
+    fn strip_prefix_rewrites_and_keeps_the_query() {
+        let mut r = route("r", &["*"], "/api/records", RouteKind::Any);
+        Arc::get_mut(&mut r).expect("unique").strip_prefix = Some("/api".into());
+        assert_eq!(r.upstream_path("/api/records/1?x=y"), "/records/1?x=y");
+        let mut auth = route("a", &["*"], "/api/auth/", RouteKind::Any);
+        Arc::get_mut(&mut auth).expect("unique").strip_prefix = Some("/api/auth".into());
+        assert_eq!(auth.upstream_path("/api/auth/login"), "/login");
+        assert_eq!(auth.upstream_path("/api/auth"), "/");
+    }
+
+    #[test]
+    fn host_comes_from_authority_or_host_header_without_port() {
+        let (parts, ()) = http::Request::builder()
+            .uri("/x")
+            .header("host", "Record.Local:8443")
+            .body(())
+            .expect("request")
+            .into_parts();
+        assert_eq!(request_host(&parts).as_deref(), Some("record.local"));
+        let (parts, ()) = http::Request::builder()
+            .uri("https://[::1]:8443/x")
+            .body(())
+            .expect("request")
+            .into_parts();
+        assert_eq!(request_host(&parts).as_deref(), Some("[::1]"));
+    }
+}

@@ -1,0 +1,248 @@
+//! Assembles the process: config, state, the Pingora server and its services.
+//! Read top to bottom, this is the whole edge.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use gateway_plugins::PolicyRuntime;
+use pingora_core::apps::http_app::HttpServer;
+use pingora_core::apps::HttpServerOptions;
+use pingora_core::protocols::http::v2::server::default_h2_options;
+use pingora_core::server::configuration::{Opt, ServerConf};
+use pingora_core::server::Server;
+use pingora_core::services::background::GenBackgroundService;
+use pingora_core::services::listening::Service;
+
+use crate::admin::{AdminApp, RedirectApp};
+use crate::certs::{CertSet, CertStore};
+use crate::config::{load_file, load_str, EdgeConfig, LoadedConfig, LogFormat, EMBEDDED_DEFAULT};
+use crate::h3::Http3Service;
+use crate::metrics::EdgeMetrics;
+use crate::proxy::EdgeProxy;
+use crate::state::{EdgeState, Snapshot};
+use crate::upstream::Clusters;
+
+fn load(config: Option<&Path>) -> Result<LoadedConfig, crate::config::ConfigError> {
+    match config {
+        Some(path) => load_file(path),
+        None => {
+            let cwd = std::env::current_dir().unwrap_or_else(|_| ".".into());
+            load_str(EMBEDDED_DEFAULT, None, &cwd)
+        }
+    }
+}
+
+/// `edge check`: everything `run` would refuse, reported without starting anything.
+pub fn check(config: Option<&Path>) -> ExitCode {
+    let loaded = match load(config) {
+        Ok(loaded) => loaded,
+        Err(err) => {
+            eprintln!("{err}");
+            eprintln!("config invalid: {} problem(s)", err.problems.len());
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut problems = Vec::new();
+    if let Err(err) = CertSet::load(&loaded.config.tls, 1) {
+        problems.push(loaded.problem(
+            &crate::config::locate::KeyPath::root().key("tls"),
+            err.to_string(),
+        ));
+    }
+    if let Err((name, err)) = Clusters::build(&loaded.config.clusters, None) {
+        problems.push(
+            loaded.problem(
+                &crate::config::locate::KeyPath::root()
+                    .key("clusters")
+                    .key(&name),
+                err.to_string(),
+            ),
+        );
+    }
+    if !problems.is_empty() {
+        for problem in &problems {
+            eprintln!("{problem}");
+        }
+        eprintln!("config invalid: {} problem(s)", problems.len());
+        return ExitCode::FAILURE;
+    }
+    match toml::to_string_pretty(&loaded.config.redacted()) {
+        Ok(text) => {
+            println!(
+                "# effective config of {} (secrets redacted)",
+                loaded.label()
+            );
+            print!("{text}");
+            eprintln!("config ok");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("config is valid but cannot be printed: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &EdgeConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.logging.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout);
+    let result = match config.logging.format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    if let Err(err) = result {
+        eprintln!("logging already initialised: {err}");
+    }
+}
+
+/// Starts the edge and serves until a signal stops it. Returns only on start-up errors.
+pub fn run(config: Option<&Path>, upgrade: bool) -> anyhow::Result<()> {
+    let loaded = load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    init_logging(&loaded.config);
+    if loaded.path.is_none() {
+        tracing::warn!("no --config: running the embedded dev config (self-signed certificate, no Redis, no identity key)");
+    }
+    if loaded.config.tls.default.is_none() {
+        tracing::warn!("no [tls.default]: serving a generated self-signed certificate for localhost (dev only)");
+    }
+    let config = loaded.config.clone();
+
+    // Control-plane tasks (policy background work, health checks, reload triggers) run on
+    // their own small runtime so they never compete with request handling.
+    let control = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("edge-control")
+        .enable_all()
+        .build()
+        .context("starting the control runtime")?;
+
+    let metrics = EdgeMetrics::new();
+    let certs = CertStore::new(&config.tls, metrics.clone()).map_err(|e| {
+        anyhow::anyhow!(
+            "{}",
+            loaded.problem(
+                &crate::config::locate::KeyPath::root().key("tls"),
+                e.to_string()
+            )
+        )
+    })?;
+    let policy: Arc<PolicyRuntime> = control
+        .block_on(PolicyRuntime::new(
+            &config.plugins,
+            &loaded.base_dir,
+            &metrics.registry,
+        ))
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{}",
+                loaded.problem(
+                    &crate::config::locate::KeyPath::root().key("plugins"),
+                    e.to_string()
+                )
+            )
+        })?;
+    let (snapshot, clusters) =
+        Snapshot::build(loaded, None, &policy, 1).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let state = EdgeState::new(snapshot, certs, policy, metrics);
+    {
+        let _entered = control.enter();
+        state.start_health_checks(&clusters);
+        tokio::spawn(crate::reload::reload_on_sighup(state.clone()));
+        if config.server.watch {
+            tokio::spawn(crate::reload::watch_files(state.clone()));
+        }
+    }
+
+    let mut server_conf = ServerConf {
+        threads: config.server.threads,
+        pid_file: config.server.pid_file.display().to_string(),
+        upgrade_sock: config.server.upgrade_sock.display().to_string(),
+        grace_period_seconds: Some(config.server.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(config.server.graceful_shutdown_timeout.as_secs()),
+        ..ServerConf::default()
+    };
+    server_conf.daemon = false;
+    let opt = Opt {
+        upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, server_conf);
+    server.bootstrap();
+    let pingora_conf = server.configuration.clone();
+
+    // HTTPS over TCP: h1 + h2, the policy pipeline, the upstream pool.
+    let https = &config.listeners.https;
+    let mut proxy = pingora_proxy::http_proxy_service_with_name(
+        &pingora_conf,
+        EdgeProxy::new(state.clone()),
+        "edge https",
+    );
+    let tls = crate::tls::tcp_tls_settings(&config.tls, state.certs.clone(), state.metrics.clone())
+        .map_err(|e| anyhow::anyhow!("TLS settings: {e}"))?;
+    proxy.add_tls_with_settings(&https.address.to_string(), None, tls);
+    if let Some(app) = proxy.app_logic_mut() {
+        let mut h2 = default_h2_options();
+        h2.max_concurrent_streams(config.limits.h2_max_concurrent_streams);
+        // Generous at the protocol layer; the exact limit answers 431 in the pipeline.
+        h2.max_header_list_size((config.limits.max_request_header_bytes * 2) as u32);
+        app.h2_options = Some(h2);
+        let mut options = HttpServerOptions::default();
+        options.keepalive_request_limit = Some(config.limits.keepalive_requests);
+        options.h2_idle_timeout = Some(config.limits.idle_timeout);
+        app.server_options = Some(options);
+    }
+    server.add_service(proxy);
+
+    if let Some(http) = &config.listeners.http {
+        let mut redirect = Service::new(
+            "edge http redirect".to_string(),
+            HttpServer::new_app(RedirectApp::new(state.clone())),
+        );
+        redirect.add_tcp(&http.address.to_string());
+        server.add_service(redirect);
+    }
+
+    let mut admin = Service::new(
+        "edge admin".to_string(),
+        HttpServer::new_app(AdminApp::new(state.clone())),
+    );
+    admin.add_tcp(&config.admin.address.to_string());
+    server.add_service(admin);
+
+    if https.http3 {
+        if https.address.port() == 0 {
+            bail!("listeners.https.address: HTTP/3 needs a fixed port (TCP and UDP share it)");
+        }
+        let h3 = Http3Service::bind(
+            state.clone(),
+            https.address,
+            config.http3.clone(),
+            config.server.grace_period,
+        )
+        .with_context(|| format!("binding UDP {} for HTTP/3", https.address))?;
+        let mut service = GenBackgroundService::new("edge http3".to_string(), Arc::new(h3));
+        service.threads = Some(config.server.threads);
+        server.add_service(service);
+    }
+
+    tracing::info!(
+        https = %https.address,
+        http3 = https.http3,
+        admin = %config.admin.address,
+        version = env!("CARGO_PKG_VERSION"),
+        "edge starting"
+    );
+    // `control` must outlive the server; run_forever never returns.
+    let _control = control;
+    server.run_forever();
+}

@@ -1,0 +1,691 @@
+//! Upstream clusters: backends, load balancing, health, and the `HttpPeer`s both the
+//! Pingora (h1/h2) path and the HTTP/3 path connect with.
+//!
+//! A [`Cluster`] is immutable except for per-backend health and in-flight counters.
+//! On config reload an unchanged cluster is carried over as the same `Arc` (its health
+//! state and checker survive); a changed one is rebuilt and its old checker stops when
+//! the last reference to the old cluster goes away.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use pingora_core::connectors::http::Connector;
+use pingora_core::protocols::http::client::HttpSession;
+use pingora_core::protocols::ALPN;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_http::RequestHeader;
+
+use crate::config::{Balance, ClusterConfig, HealthCheckConfig, HealthCheckKind};
+use crate::metrics::EdgeMetrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("addresses[{index}]: cannot resolve '{address}': {detail}")]
+    Resolve {
+        index: usize,
+        address: String,
+        detail: String,
+    },
+    #[error("tls_ca_file: {0}")]
+    CaFile(String),
+}
+
+/// One backend address of a cluster.
+#[derive(Debug)]
+pub struct Backend {
+    /// As configured (`auth:4001`), for metrics and logs.
+    pub label: String,
+    pub addr: SocketAddr,
+    peer: HttpPeer,
+    healthy: AtomicBool,
+    /// True once a health check has run (readiness waits for it).
+    checked: AtomicBool,
+    consecutive_ok: AtomicU32,
+    consecutive_fail: AtomicU32,
+    in_flight: AtomicUsize,
+}
+
+impl Backend {
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// A peer to connect with (cloned per request: Pingora takes it boxed).
+    pub fn peer(&self) -> HttpPeer {
+        self.peer.clone()
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts a request against a backend (least-connections) until dropped.
+#[derive(Debug)]
+pub struct InFlight {
+    backend: Arc<Backend>,
+}
+
+impl InFlight {
+    pub fn backend(&self) -> &Arc<Backend> {
+        &self.backend
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.backend.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A named group of backends with one protocol and one policy.
+#[derive(Debug)]
+pub struct Cluster {
+    pub name: Arc<str>,
+    pub config: ClusterConfig,
+    pub backends: Vec<Arc<Backend>>,
+    next: AtomicUsize,
+}
+
+/// Health of a cluster for `/api/healthz` and `/readyz`.
+#[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
+pub struct ClusterHealth {
+    pub healthy_backends: usize,
+    pub backends: usize,
+    /// False until every backend has been checked once (clusters without checks: true).
+    pub checked: bool,
+    pub required: bool,
+}
+
+impl Cluster {
+    pub fn build(name: &str, config: &ClusterConfig) -> Result<Arc<Self>, ClusterError> {
+        let ca = match &config.tls_ca_file {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| ClusterError::CaFile(format!("{}: {e}", path.display())))?;
+                let certs = boring::x509::X509::stack_from_pem(&pem)
+                    .map_err(|e| ClusterError::CaFile(format!("{}: {e}", path.display())))?;
+                Some(Arc::new(certs.into_boxed_slice()))
+            }
+            None => None,
+        };
+        let mut backends = Vec::new();
+        for (index, address) in config.addresses.iter().enumerate() {
+            let resolved: Vec<SocketAddr> = address
+                .to_socket_addrs()
+                .map_err(|e| ClusterError::Resolve {
+                    index,
+                    address: address.clone(),
+                    detail: e.to_string(),
+                })?
+                .collect();
+            if resolved.is_empty() {
+                return Err(ClusterError::Resolve {
+                    index,
+                    address: address.clone(),
+                    detail: "no addresses".into(),
+                });
+            }
+            let host = address
+                .rsplit_once(':')
+                .map(|(host, _)| host.trim_matches(['[', ']']))
+                .unwrap_or(address);
+            for addr in resolved {
+                let sni = config
+                    .tls_server_name
+                    .clone()
+                    .unwrap_or_else(|| host.to_string());
+                let peer = make_peer(addr, &sni, config, ca.clone());
+                backends.push(Arc::new(Backend {
+                    label: if config.addresses.len() == 1 && address.parse::<SocketAddr>().is_ok() {
+                        address.clone()
+                    } else {
+                        format!("{address}={addr}")
+                    },
+                    addr,
+                    peer,
+                    healthy: AtomicBool::new(true),
+                    checked: AtomicBool::new(config.health_check.is_none()),
+                    consecutive_ok: AtomicU32::new(0),
+                    consecutive_fail: AtomicU32::new(0),
+                    in_flight: AtomicUsize::new(0),
+                }));
+            }
+        }
+        Ok(Arc::new(Self {
+            name: Arc::from(name),
+            config: config.clone(),
+            backends,
+            next: AtomicUsize::new(0),
+        }))
+    }
+
+    /// Picks a healthy backend not in `exclude` (indices already tried by this request).
+    pub fn select(&self, exclude: &[usize]) -> Option<(usize, InFlight)> {
+        let candidates = || {
+            self.backends
+                .iter()
+                .enumerate()
+                .filter(|(i, b)| b.is_healthy() && !exclude.contains(i))
+        };
+        let chosen = match self.config.balance {
+            Balance::RoundRobin => {
+                let count = candidates().count();
+                if count == 0 {
+                    None
+                } else {
+                    let n = self.next.fetch_add(1, Ordering::Relaxed) % count;
+                    candidates().nth(n)
+                }
+            }
+            Balance::LeastConnections => {
+                // Ties rotate so equal backends share load.
+                let start = self.next.fetch_add(1, Ordering::Relaxed);
+                let len = self.backends.len().max(1);
+                candidates().min_by_key(|(i, b)| (b.in_flight(), (i + len - start % len) % len))
+            }
+        }?;
+        let (index, backend) = chosen;
+        backend.in_flight.fetch_add(1, Ordering::Relaxed);
+        Some((
+            index,
+            InFlight {
+                backend: backend.clone(),
+            },
+        ))
+    }
+
+    /// Whether a retry could go to a healthy backend this request has not tried yet.
+    pub fn has_untried_backend(&self, tried: &[usize]) -> bool {
+        self.backends
+            .iter()
+            .enumerate()
+            .any(|(i, b)| b.is_healthy() && !tried.contains(&i))
+    }
+
+    pub fn health(&self) -> ClusterHealth {
+        ClusterHealth {
+            healthy_backends: self.backends.iter().filter(|b| b.is_healthy()).count(),
+            backends: self.backends.len(),
+            checked: self
+                .backends
+                .iter()
+                .all(|b| b.checked.load(Ordering::Relaxed)),
+            required: self.config.required,
+        }
+    }
+}
+
+fn make_peer(
+    addr: SocketAddr,
+    sni: &str,
+    config: &ClusterConfig,
+    ca: Option<Arc<Box<[boring::x509::X509]>>>,
+) -> HttpPeer {
+    let mut peer = HttpPeer::new(addr, config.protocol.is_tls(), sni.to_string());
+    let options = &mut peer.options;
+    options.connection_timeout = Some(config.connect_timeout);
+    options.total_connection_timeout = Some(config.connect_timeout * 2);
+    options.read_timeout = Some(config.read_timeout);
+    options.write_timeout = Some(config.write_timeout);
+    options.idle_timeout = Some(config.idle_timeout);
+    if config.protocol.is_h2() {
+        // With tls = false and ALPN H2 Pingora speaks h2c with prior knowledge.
+        options.alpn = ALPN::H2;
+        // The default of 1 would open one connection per concurrent gRPC call.
+        options.max_h2_streams = config.max_h2_streams;
+        options.h2_ping_interval = Some(Duration::from_secs(30));
+    } else {
+        options.alpn = ALPN::H1;
+    }
+    if config.protocol.is_tls() {
+        options.verify_cert = true;
+        options.verify_hostname = true;
+        if let Some(ca) = ca {
+            options.ca = Some(ca);
+        }
+    }
+    peer
+}
+
+/// All clusters of one config version.
+#[derive(Debug, Default)]
+pub struct Clusters {
+    by_name: HashMap<String, Arc<Cluster>>,
+}
+
+impl Clusters {
+    /// Builds the clusters of a config, reusing `previous` ones whose config is unchanged.
+    /// Errors carry the cluster name.
+    pub fn build(
+        configs: &std::collections::BTreeMap<String, ClusterConfig>,
+        previous: Option<&Clusters>,
+    ) -> Result<(Self, Vec<Arc<Cluster>>), (String, ClusterError)> {
+        let mut by_name = HashMap::new();
+        let mut fresh = Vec::new();
+        for (name, config) in configs {
+            let reused = previous
+                .and_then(|p| p.by_name.get(name))
+                .filter(|old| old.config == *config)
+                .cloned();
+            let cluster = match reused {
+                Some(cluster) => cluster,
+                None => {
+                    let cluster = Cluster::build(name, config).map_err(|e| (name.clone(), e))?;
+                    fresh.push(cluster.clone());
+                    cluster
+                }
+            };
+            by_name.insert(name.clone(), cluster);
+        }
+        Ok((Self { by_name }, fresh))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Cluster>> {
+        self.by_name.get(name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Arc<Cluster>)> {
+        self.by_name.iter()
+    }
+}
+
+/// Runs a cluster's active health checks until the cluster is dropped (config reload
+/// replaced it) or the process stops.
+pub async fn run_health_checks(
+    cluster: Weak<Cluster>,
+    connector: Arc<Connector>,
+    metrics: Arc<EdgeMetrics>,
+) {
+    let Some(check) = cluster
+        .upgrade()
+        .and_then(|c| c.config.health_check.clone())
+    else {
+        return;
+    };
+    let mut ticker = tokio::time::interval(check.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(cluster) = cluster.upgrade() else {
+            return;
+        };
+        let checks = cluster.backends.iter().map(|backend| {
+            let connector = connector.clone();
+            let check = check.clone();
+            let backend = backend.clone();
+            async move {
+                let outcome =
+                    tokio::time::timeout(check.timeout, probe(&connector, &backend, &check)).await;
+                let result = match outcome {
+                    Ok(result) => result,
+                    Err(_) => Err(format!("no answer within {:?}", check.timeout)),
+                };
+                (backend, result)
+            }
+        });
+        for (backend, result) in futures::future::join_all(checks).await {
+            record(&cluster, &backend, &check, result, &metrics);
+        }
+    }
+}
+
+fn record(
+    cluster: &Cluster,
+    backend: &Backend,
+    check: &HealthCheckConfig,
+    result: Result<(), String>,
+    metrics: &EdgeMetrics,
+) {
+    let was_healthy = backend.is_healthy();
+    let first = !backend.checked.swap(true, Ordering::Relaxed);
+    match result {
+        Ok(()) => {
+            backend.consecutive_fail.store(0, Ordering::Relaxed);
+            let ok = backend.consecutive_ok.fetch_add(1, Ordering::Relaxed) + 1;
+            if !was_healthy && ok >= check.healthy_threshold {
+                backend.healthy.store(true, Ordering::Relaxed);
+                tracing::info!(cluster = %cluster.name, backend = %backend.label, "backend healthy again");
+            }
+        }
+        Err(reason) => {
+            backend.consecutive_ok.store(0, Ordering::Relaxed);
+            let failed = backend.consecutive_fail.fetch_add(1, Ordering::Relaxed) + 1;
+            // The first check decides at once: a backend that is down at start must not
+            // receive traffic for `unhealthy_threshold` intervals.
+            if was_healthy && (first || failed >= check.unhealthy_threshold) {
+                backend.healthy.store(false, Ordering::Relaxed);
+                tracing::warn!(cluster = %cluster.name, backend = %backend.label, %reason, "backend unhealthy");
+            }
+        }
+    }
+    metrics
+        .upstream_backend_healthy
+        .with_label_values(&[&*cluster.name, &backend.label])
+        .set(i64::from(backend.is_healthy()));
+}
+
+async fn probe(
+    connector: &Connector,
+    backend: &Backend,
+    check: &HealthCheckConfig,
+) -> Result<(), String> {
+    match check.kind {
+        HealthCheckKind::Tcp => tokio::net::TcpStream::connect(backend.addr)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("connect: {e}")),
+        HealthCheckKind::Http => {
+            let request = probe_request("GET", &check.path, backend)?;
+            let (status, _, _) = exchange(connector, backend, request, None).await?;
+            if (200..300).contains(&status) {
+                Ok(())
+            } else {
+                Err(format!("status {status}"))
+            }
+        }
+        HealthCheckKind::Grpc => {
+            let mut request = probe_request("POST", "/grpc.health.v1.Health/Check", backend)?;
+            for (name, value) in [("content-type", "application/grpc"), ("te", "trailers")] {
+                request
+                    .insert_header(name, value)
+                    .map_err(|e| e.to_string())?;
+            }
+            let body = grpc_health_request(&check.grpc_service);
+            let (status, body, trailers) =
+                exchange(connector, backend, request, Some(body)).await?;
+            if status != 200 {
+                return Err(format!("HTTP status {status}"));
+            }
+            let grpc_status = trailers
+                .as_ref()
+                .and_then(|t| t.get("grpc-status"))
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("missing");
+            if grpc_status != "0" {
+                return Err(format!("grpc-status {grpc_status}"));
+            }
+            match grpc_health_status(&body) {
+                Some(1) => Ok(()),
+                other => Err(format!("serving status {other:?} (1 = SERVING)")),
+            }
+        }
+    }
+}
+
+fn probe_request(method: &str, path: &str, backend: &Backend) -> Result<RequestHeader, String> {
+    let mut request =
+        RequestHeader::build(method, path.as_bytes(), None).map_err(|e| e.to_string())?;
+    request
+        .insert_header("host", backend.addr.to_string())
+        .map_err(|e| e.to_string())?;
+    request
+        .insert_header("user-agent", "record-edge-health-check")
+        .map_err(|e| e.to_string())?;
+    Ok(request)
+}
+
+/// One request/response on a pooled connection; returns status, body and h2 trailers.
+async fn exchange(
+    connector: &Connector,
+    backend: &Backend,
+    request: RequestHeader,
+    body: Option<Bytes>,
+) -> Result<(u16, Bytes, Option<http::HeaderMap>), String> {
+    let peer = backend.peer();
+    let (mut session, _reused) = connector
+        .get_http_session(&peer)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    session
+        .write_request_header(Box::new(request))
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    if let Some(body) = body {
+        session
+            .write_request_body(body, true)
+            .await
+            .map_err(|e| format!("write body: {e}"))?;
+    }
+    session
+        .finish_request_body()
+        .await
+        .map_err(|e| format!("finish: {e}"))?;
+    session
+        .read_response_header()
+        .await
+        .map_err(|e| format!("read: {e}"))?;
+    let status = session
+        .response_header()
+        .map(|h| h.status.as_u16())
+        .unwrap_or(0);
+    let mut collected = BytesMut::new();
+    while let Some(chunk) = session
+        .read_response_body()
+        .await
+        .map_err(|e| format!("read body: {e}"))?
+    {
+        if collected.len() + chunk.len() > 64 * 1024 {
+            return Err("health response larger than 64 KiB".into());
+        }
+        collected.extend_from_slice(&chunk);
+    }
+    let trailers = match &mut session {
+        HttpSession::H2(h2) => h2
+            .read_trailers()
+            .await
+            .map_err(|e| format!("trailers: {e}"))?,
+        _ => None,
+    };
+    connector
+        .release_http_session(
+            session,
+            &peer,
+            Some(
+                backend
+                    .peer
+                    .options
+                    .idle_timeout
+                    .unwrap_or(Duration::from_secs(60)),
+            ),
+        )
+        .await;
+    Ok((status, collected.freeze(), trailers))
+}
+
+/// A gRPC-framed `grpc.health.v1.HealthCheckRequest { service }`.
+fn grpc_health_request(service: &str) -> Bytes {
+    let mut message = Vec::new();
+    if !service.is_empty() {
+        message.push(0x0a); // field 1, length-delimited
+        encode_varint(service.len() as u64, &mut message);
+        message.extend_from_slice(service.as_bytes());
+    }
+    let mut frame = Vec::with_capacity(5 + message.len());
+    frame.push(0); // not compressed
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&message);
+    Bytes::from(frame)
+}
+
+fn encode_varint(mut value: u64, out: &mut Vec<u8>) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// The `status` field of a gRPC-framed `HealthCheckResponse` (absent field = 0 = UNKNOWN).
+fn grpc_health_status(framed: &[u8]) -> Option<u64> {
+    let header = framed.get(..5)?;
+    if header[0] != 0 {
+        return None;
+    }
+    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+    let mut message = framed.get(5..5 + len)?;
+    let mut status = 0;
+    while let Some((&tag, rest)) = message.split_first() {
+        message = rest;
+        let wire_type = tag & 0x07;
+        let (value, used) = decode_varint(message)?;
+        match (tag >> 3, wire_type) {
+            (1, 0) => {
+                status = value;
+                message = &message[used..];
+            }
+            (_, 0) => message = &message[used..],
+            (_, 2) => message = message.get(used + value as usize..)?,
+            _ => return None,
+        }
+    }
+    Some(status)
+}
+
+fn decode_varint(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for (i, byte) in bytes.iter().enumerate().take(10) {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(addresses: &[&str], balance: Balance) -> ClusterConfig {
+        let text = format!(
+            "addresses = {:?}\nbalance = \"{}\"\n",
+            addresses,
+            match balance {
+                Balance::RoundRobin => "round_robin",
+                Balance::LeastConnections => "least_connections",
+            }
+        );
+        toml::from_str(&text).expect("cluster config")
+    }
+
+    #[test]
+    fn round_robin_rotates_over_healthy_backends() {
+        let cluster = Cluster::build(
+            "c",
+            &config(
+                &["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"],
+                Balance::RoundRobin,
+            ),
+        )
+        .expect("build");
+        cluster.backends[1].healthy.store(false, Ordering::Relaxed);
+        let picks: Vec<u16> = (0..4)
+            .map(|_| cluster.select(&[]).expect("pick").1.backend().addr.port())
+            .collect();
+        assert_eq!(picks, [1, 3, 1, 3]);
+    }
+
+    #[test]
+    fn excluded_and_unhealthy_backends_are_skipped_until_none_remain() {
+        let cluster = Cluster::build(
+            "c",
+            &config(&["127.0.0.1:1", "127.0.0.1:2"], Balance::RoundRobin),
+        )
+        .expect("build");
+        let (first, _guard) = cluster.select(&[]).expect("first");
+        let (second, _guard2) = cluster.select(&[first]).expect("second");
+        assert_ne!(first, second);
+        assert!(cluster.select(&[first, second]).is_none());
+    }
+
+    #[test]
+    fn least_connections_prefers_the_idle_backend() {
+        let cluster = Cluster::build(
+            "c",
+            &config(&["127.0.0.1:1", "127.0.0.1:2"], Balance::LeastConnections),
+        )
+        .expect("build");
+        let (busy, held) = cluster.select(&[]).expect("first");
+        for _ in 0..5 {
+            let (picked, _) = cluster.select(&[]).expect("pick");
+            assert_ne!(
+                picked, busy,
+                "the backend with a request in flight must not be picked"
+            );
+        }
+        drop(held);
+        assert_eq!(cluster.backends[busy].in_flight(), 0);
+    }
+
+    #[test]
+    fn unresolvable_address_is_an_error_naming_the_index() {
+        let err = Cluster::build(
+            "c",
+            &config(
+                &["127.0.0.1:1", "no-such-host.invalid:80"],
+                Balance::RoundRobin,
+            ),
+        )
+        .expect_err("unresolvable");
+        assert!(
+            matches!(err, ClusterError::Resolve { index: 1, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unchanged_clusters_are_reused_on_rebuild() {
+        let mut configs = std::collections::BTreeMap::new();
+        configs.insert(
+            "a".to_string(),
+            config(&["127.0.0.1:1"], Balance::RoundRobin),
+        );
+        configs.insert(
+            "b".to_string(),
+            config(&["127.0.0.1:2"], Balance::RoundRobin),
+        );
+        let (first, fresh) = Clusters::build(&configs, None).expect("first");
+        assert_eq!(fresh.len(), 2);
+        configs.insert(
+            "b".to_string(),
+            config(&["127.0.0.1:3"], Balance::RoundRobin),
+        );
+        let (second, fresh) = Clusters::build(&configs, Some(&first)).expect("second");
+        assert_eq!(fresh.len(), 1);
+        assert!(Arc::ptr_eq(
+            first.get("a").expect("a"),
+            second.get("a").expect("a")
+        ));
+        assert!(!Arc::ptr_eq(
+            first.get("b").expect("b"),
+            second.get("b").expect("b")
+        ));
+    }
+
+    #[test]
+    fn grpc_health_frames_round_trip() {
+        let request = grpc_health_request("records.RecordsService");
+        assert_eq!(request[0], 0);
+        assert_eq!(
+            u32::from_be_bytes([request[1], request[2], request[3], request[4]]) as usize,
+            request.len() - 5
+        );
+        // HealthCheckResponse { status: SERVING (1) }
+        assert_eq!(grpc_health_status(&[0, 0, 0, 0, 2, 0x08, 0x01]), Some(1));
+        // NOT_SERVING (2)
+        assert_eq!(grpc_health_status(&[0, 0, 0, 0, 2, 0x08, 0x02]), Some(2));
+        // empty message = UNKNOWN
+        assert_eq!(grpc_health_status(&[0, 0, 0, 0, 0]), Some(0));
+        // truncated
+        assert_eq!(grpc_health_status(&[0, 0, 0, 0, 9, 0x08]), None);
+    }
+}

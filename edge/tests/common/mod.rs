@@ -1,0 +1,405 @@
+//! Harness for the edge's integration tests: a real `edge` process with a temp config
+//! and a per-test CA, plus real upstreams (an HTTP/1.1 echo server and a tonic h2c gRPC
+//! server) on free ports.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use testkit::{reqwest, ChildProcess, HttpVersion, LeafFiles, TempDir, TestPki};
+
+pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A running edge.
+pub struct Edge {
+    pub dir: TempDir,
+    pub pki: TestPki,
+    pub leaf: LeafFiles,
+    pub https_port: u16,
+    pub http_port: u16,
+    pub admin_port: u16,
+    pub config_path: PathBuf,
+    pub process: ChildProcess,
+}
+
+pub struct EdgeOptions {
+    pub http3: bool,
+    pub body: String,
+    /// Extra lines for `[server]`.
+    pub server_extra: String,
+}
+
+impl EdgeOptions {
+    pub fn new(body: impl Into<String>) -> Self {
+        Self {
+            http3: false,
+            body: body.into(),
+            server_extra: String::new(),
+        }
+    }
+
+    pub fn with_http3(mut self) -> Self {
+        self.http3 = true;
+        self
+    }
+}
+
+struct Ports {
+    https: u16,
+    http: u16,
+    admin: u16,
+}
+
+fn write_atomically(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).expect("write config");
+    std::fs::rename(&tmp, path).expect("rename config");
+}
+
+fn render_config(
+    dir: &std::path::Path,
+    ports: &Ports,
+    leaf: &LeafFiles,
+    options: &EdgeOptions,
+) -> String {
+    let dir = dir.display();
+    format!(
+        r#"
+[server]
+threads = 1
+pid_file = "{dir}/edge.pid"
+upgrade_sock = "{dir}/upgrade.sock"
+grace_period = "3s"
+graceful_shutdown_timeout = "1s"
+{server_extra}
+
+[listeners.https]
+address = "127.0.0.1:{https}"
+http3 = {http3}
+
+[listeners.http]
+address = "127.0.0.1:{http}"
+
+[admin]
+address = "127.0.0.1:{admin}"
+
+[tls.default]
+cert = "{cert}"
+key = "{key}"
+
+[logging]
+level = "info"
+format = "json"
+
+{body}
+"#,
+        server_extra = options.server_extra,
+        https = ports.https,
+        http3 = options.http3,
+        http = ports.http,
+        admin = ports.admin,
+        cert = leaf.cert.display(),
+        key = leaf.key.display(),
+        body = options.body,
+    )
+}
+
+impl Edge {
+    /// Starts an edge whose config is the harness's listeners + `body` (clusters, routes,
+    /// plugins) and waits until its admin `/healthz` answers.
+    pub async fn start(body: &str) -> Edge {
+        Self::start_with(EdgeOptions::new(body)).await
+    }
+
+    pub async fn start_with(options: EdgeOptions) -> Edge {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pki = TestPki::new().expect("pki");
+        let leaf = pki
+            .issue("edge", &["localhost", "127.0.0.1", "record.local"])
+            .expect("leaf");
+        let ports = Ports {
+            https: testkit::free_tcp_udp_port(),
+            http: testkit::free_tcp_port(),
+            admin: testkit::free_tcp_port(),
+        };
+        let config_path = dir.path().join("edge.toml");
+        write_atomically(
+            &config_path,
+            &render_config(dir.path(), &ports, &leaf, &options),
+        );
+        let process = ChildProcess::spawn(
+            "edge",
+            std::path::Path::new(env!("CARGO_BIN_EXE_edge")),
+            &["--config", config_path.to_str().expect("utf8 path")],
+            &[("RUST_LOG", "info")],
+        )
+        .expect("spawn edge");
+        let edge = Edge {
+            dir,
+            pki,
+            leaf,
+            https_port: ports.https,
+            http_port: ports.http,
+            admin_port: ports.admin,
+            config_path,
+            process,
+        };
+        testkit::wait_for_http_ok(&edge.admin_url("/healthz"), READY_TIMEOUT)
+            .await
+            .unwrap_or_else(|e| panic!("edge did not start: {e}\n{}", edge.process.logs()));
+        // Pingora starts each service on its own runtime: the admin listener can answer
+        // before the HTTPS listener accepts.
+        testkit::wait_for_tcp(
+            SocketAddr::from(([127, 0, 0, 1], edge.https_port)),
+            READY_TIMEOUT,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("HTTPS listener not up: {e}\n{}", edge.process.logs()));
+        edge
+    }
+
+    /// (Re)writes the config file (the edge reloads on SIGHUP or by watching it).
+    pub fn write_config(&self, options: &EdgeOptions) {
+        let ports = Ports {
+            https: self.https_port,
+            http: self.http_port,
+            admin: self.admin_port,
+        };
+        write_atomically(
+            &self.config_path,
+            &render_config(self.dir.path(), &ports, &self.leaf, options),
+        );
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.https_port)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    pub fn client(&self, version: HttpVersion) -> reqwest::Client {
+        testkit::https_client(&self.pki.ca_cert_pem, version).expect("client")
+    }
+
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        let resp = reqwest::get(self.admin_url(path))
+            .await
+            .expect("admin request");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.expect("admin body"))
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.admin_get("/metrics").await.1
+    }
+
+    /// Sum of a counter's samples whose label set contains every `labels` entry.
+    pub async fn counter(&self, name: &str, labels: &[&str]) -> f64 {
+        metric_sum(&self.metrics().await, name, labels)
+    }
+
+    /// Waits until admin `/readyz` says ready (every required cluster healthy).
+    pub async fn wait_ready(&self) {
+        testkit::wait_for_http_ok(&self.admin_url("/readyz"), READY_TIMEOUT)
+            .await
+            .unwrap_or_else(|e| panic!("edge not ready: {e}\n{}", self.process.logs()));
+    }
+
+    /// Polls until `check` is true for the metrics text.
+    pub async fn wait_for_metric(&self, what: &str, check: impl Fn(&str) -> bool) {
+        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+        loop {
+            if check(&self.metrics().await) {
+                return;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "metric condition '{what}' never held\n{}",
+                    self.process.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| {
+            line.split(|c| c == '{' || c == ' ').next() == Some(name)
+                && labels.iter().all(|l| line.contains(l))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// An HTTP/1.1 upstream that echoes what it received as JSON. Paths:
+/// `/slow/<ms>/...` waits before answering; `/status/<code>` answers that status.
+pub struct EchoServer {
+    pub addr: SocketAddr,
+    /// Requests that reached the server (counted before any `/slow` wait).
+    pub received: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for EchoServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl EchoServer {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let received = Arc::new(AtomicUsize::new(0));
+        let counter = received.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |request| {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        echo(request)
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            addr,
+            received,
+            task,
+        }
+    }
+
+    /// Waits until at least `count` requests have reached the server.
+    pub async fn wait_for_requests(&self, count: usize) {
+        let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+        while self.received.load(Ordering::SeqCst) < count {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "upstream never saw {count} requests"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+async fn echo(
+    request: hyper::Request<hyper::body::Incoming>,
+) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().to_string();
+    let mut segments = path.trim_start_matches('/').split('/');
+    match segments.next() {
+        Some("slow") => {
+            let ms: u64 = segments.next().and_then(|s| s.parse().ok()).unwrap_or(100);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        Some("status") => {
+            let code: u16 = segments.next().and_then(|s| s.parse().ok()).unwrap_or(500);
+            return Ok(hyper::Response::builder()
+                .status(code)
+                .body(Full::new(Bytes::from_static(b"{}")))
+                .unwrap());
+        }
+        _ => {}
+    }
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let headers: serde_json::Map<String, serde_json::Value> = parts
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                serde_json::Value::from(v.to_str().unwrap_or("<binary>")),
+            )
+        })
+        .collect();
+    let reply = serde_json::json!({
+        "method": parts.method.as_str(),
+        "path": path,
+        "query": parts.uri.query(),
+        "headers": headers,
+        "bodyLength": body.len(),
+    });
+    Ok(hyper::Response::builder()
+        .header("content-type", "application/json")
+        .header("x-upstream", "echo")
+        .body(Full::new(Bytes::from(reply.to_string())))
+        .unwrap())
+}
+
+/// A tonic h2c server with `grpc.health.v1.Health` (unary `Check`, server-streaming
+/// `Watch`): "" and "test.Serving" are SERVING, "test.Down" is NOT_SERVING.
+pub struct GrpcServer {
+    pub addr: SocketAddr,
+    pub reporter: tonic_health::server::HealthReporter,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for GrpcServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl GrpcServer {
+    pub async fn start() -> Self {
+        let (reporter, service) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status("", tonic_health::ServingStatus::Serving)
+            .await;
+        reporter
+            .set_service_status("test.Serving", tonic_health::ServingStatus::Serving)
+            .await;
+        reporter
+            .set_service_status("test.Down", tonic_health::ServingStatus::NotServing)
+            .await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let task = tokio::spawn(async move {
+            let _ = testkit::tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(incoming)
+                .await;
+        });
+        Self {
+            addr,
+            reporter,
+            task,
+        }
+    }
+}
+
+/// A TCP port with nothing listening (connections are refused).
+pub fn closed_port() -> u16 {
+    testkit::free_tcp_port()
+}

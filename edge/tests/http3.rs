@@ -1,0 +1,198 @@
+//! HTTP/3 end to end: a tokio-quiche client against the edge's QUIC listener, through the
+//! same routes, policy and upstreams as h1/h2.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::{closed_port, metric_sum, EchoServer, Edge, EdgeOptions};
+use perf::h3client::H3Connection;
+use testkit::HttpVersion;
+
+fn jwt_public_key(dir: &std::path::Path) -> std::path::PathBuf {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("ed25519 key");
+    let path = dir.join("jwt-public.pem");
+    std::fs::write(&path, key.public_key_pem()).expect("write key");
+    path
+}
+
+async fn start(echo: &EchoServer) -> Edge {
+    let keys = tempfile::tempdir().expect("dir");
+    let public_key = jwt_public_key(keys.path());
+    let body = format!(
+        r#"
+[clusters.echo]
+addresses = ["{echo}"]
+
+[clusters.down]
+addresses = ["127.0.0.1:{closed}"]
+required = false
+
+[plugins.jwt]
+issuer = "record-platform"
+audience = "record-platform"
+static_keys = [{{ kid = "k1", algorithm = "EdDSA", pem_file = "{key}" }}]
+
+[[routes]]
+id = "public"
+path_prefix = "/api/public"
+strip_prefix = "/api"
+upstream = "echo"
+
+[[routes]]
+id = "protected"
+path_prefix = "/api/records"
+strip_prefix = "/api"
+upstream = "echo"
+plugins.jwt = {{ mode = "required" }}
+
+[[routes]]
+id = "limited"
+path_prefix = "/api/limited"
+upstream = "echo"
+plugins.rate_limits = [{{ key = "ip", requests = 2, per = "1m", burst = 0 }}]
+
+[[routes]]
+id = "down"
+path_prefix = "/api/down"
+upstream = "down"
+"#,
+        echo = echo.addr,
+        closed = closed_port(),
+        key = public_key.display(),
+    );
+    let edge = Edge::start_with(EdgeOptions::new(body).with_http3()).await;
+    // The key file must outlive start-up only; the edge loaded it.
+    drop(keys);
+    edge
+}
+
+async fn h3(edge: &Edge) -> H3Connection {
+    let addr: SocketAddr = format!("127.0.0.1:{}", edge.https_port)
+        .parse()
+        .expect("addr");
+    H3Connection::connect(addr, "localhost", Some(&edge.pki.ca_path()))
+        .await
+        .unwrap_or_else(|e| panic!("HTTP/3 connect failed: {e:#}\n{}", edge.process.logs()))
+}
+
+#[tokio::test]
+async fn get_and_post_over_http3_reach_the_upstream() {
+    let echo = EchoServer::start().await;
+    let edge = start(&echo).await;
+    let conn = h3(&edge).await;
+
+    let get = conn
+        .get("/api/public/item?x=1", &[("x-user-id", "spoofed")])
+        .await
+        .expect("GET");
+    assert_eq!(get.status, 200);
+    let body = get.json().expect("json");
+    assert_eq!(body["method"], "GET");
+    assert_eq!(body["path"], "/public/item");
+    assert_eq!(body["query"], "x=1");
+    assert!(
+        body["headers"].get("x-user-id").is_none(),
+        "identity header must be stripped"
+    );
+    assert_eq!(body["headers"]["x-forwarded-proto"], "https");
+    assert!(get.headers.contains_key("strict-transport-security"));
+    assert!(
+        !get.headers.contains_key("alt-svc"),
+        "no alt-svc on h3 itself"
+    );
+
+    let payload = vec![b'z'; 100_000];
+    let post = conn
+        .post(
+            "/api/public/upload",
+            &[("content-type", "application/octet-stream")],
+            payload,
+        )
+        .await
+        .expect("POST");
+    assert_eq!(post.status, 200);
+    assert_eq!(post.json().expect("json")["bodyLength"], 100_000);
+
+    // Several requests in parallel on one connection.
+    let parallel = futures::future::join_all((0..20).map(|i| {
+        let conn = conn.clone();
+        async move { conn.get(&format!("/api/public/{i}"), &[]).await }
+    }))
+    .await;
+    for (i, response) in parallel.into_iter().enumerate() {
+        let response = response.expect("parallel GET");
+        assert_eq!(
+            response.json().expect("json")["path"],
+            format!("/public/{i}")
+        );
+    }
+
+    let metrics = edge.metrics().await;
+    assert!(
+        metric_sum(
+            &metrics,
+            "edge_requests_total",
+            &["protocol=\"h3\"", "route=\"public\""]
+        ) >= 22.0
+    );
+    assert!(metric_sum(&metrics, "edge_quic_connections_total", &[]) >= 1.0);
+}
+
+#[tokio::test]
+async fn http3_errors_and_policies_match_http2() {
+    let echo = EchoServer::start().await;
+    let edge = start(&echo).await;
+    let conn = h3(&edge).await;
+    let h2 = edge.client(HttpVersion::Http2);
+
+    for (path, status, code) in [
+        ("/api/records", 401, "token_missing"),
+        ("/nowhere", 404, "not_found"),
+        ("/api/down/x", 502, "upstream_unreachable"),
+    ] {
+        let over_h3 = conn.get(path, &[]).await.expect("h3 request");
+        let over_h2 = h2.get(edge.url(path)).send().await.expect("h2 request");
+        assert_eq!(over_h3.status.as_u16(), status, "h3 {path}");
+        assert_eq!(over_h2.status().as_u16(), status, "h2 {path}");
+        let h3_body = over_h3.json().expect("h3 json");
+        let h2_body: serde_json::Value =
+            serde_json::from_str(&over_h2.text().await.expect("body")).expect("h2 json");
+        assert_eq!(h3_body["error"]["code"], code, "h3 {path}");
+        assert_eq!(h3_body["error"]["code"], h2_body["error"]["code"], "{path}");
+        if status == 401 {
+            assert!(over_h3.headers["www-authenticate"]
+                .to_str()
+                .expect("ascii")
+                .starts_with("Bearer"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn http3_shares_the_rate_limit_with_other_protocols() {
+    let echo = EchoServer::start().await;
+    let edge = start(&echo).await;
+    let conn = h3(&edge).await;
+    // Two requests allowed per minute per IP, counted across h3 and h2.
+    assert_eq!(
+        conn.get("/api/limited/a", &[]).await.expect("first").status,
+        200
+    );
+    let second = edge
+        .client(HttpVersion::Http2)
+        .get(edge.url("/api/limited/b"))
+        .send()
+        .await
+        .expect("second");
+    assert_eq!(second.status(), 200);
+    let third = conn.get("/api/limited/c", &[]).await.expect("third");
+    assert_eq!(third.status, 429);
+    assert_eq!(third.json().expect("json")["error"]["code"], "rate_limited");
+    let retry_after: u64 = third.headers["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+}

@@ -1,0 +1,899 @@
+//! Test harness shared by every crate's integration tests.
+//!
+//! Everything here talks to real parts: the PostgreSQL and Redis that
+//! `scripts/datastores.sh` starts on 127.0.0.1:55432 / :56379 (each test gets
+//! its own database and its own Redis key namespace), throw-away `redis-server`
+//! processes for fault injection, real binaries from the workspace's target
+//! directory, and real TLS with a per-test CA.
+//!
+//! Test code may panic freely; this crate returns `anyhow::Result` so a failed
+//! setup says what was missing ("run `make test`", "redis-server not installed").
+
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+pub use tempfile::TempDir;
+pub use {reqwest, tonic};
+
+/// Default address of the shared test/dev PostgreSQL (`scripts/datastores.sh`).
+pub const SHARED_PG_HOST: &str = "127.0.0.1";
+pub const SHARED_PG_PORT: u16 = 55432;
+/// Default URL of the shared test/dev Redis.
+pub const SHARED_REDIS_URL: &str = "redis://127.0.0.1:56379";
+
+/// The workspace root (the directory holding the top-level `Cargo.toml`).
+pub fn workspace_root() -> PathBuf {
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // services/testkit -> services -> root
+    manifest
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or(manifest)
+}
+
+/// A binary of this workspace, built by `cargo build --workspace` (which `make test` runs
+/// before the tests). Integration tests in the binary's own crate should prefer
+/// `env!("CARGO_BIN_EXE_<name>")`; this is for tests that need a sibling crate's binary.
+pub fn workspace_bin(name: &str) -> Result<PathBuf> {
+    // target/<profile>/deps/<test-binary> -> target/<profile>/<name>
+    let exe = std::env::current_exe().context("current_exe")?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| anyhow!("unexpected test binary location {}", exe.display()))?;
+    let candidate = profile_dir.join(name);
+    if candidate.is_file() {
+        return Ok(candidate);
+    }
+    bail!(
+        "binary `{name}` not found at {}; run `cargo build --workspace` first (make test does)",
+        candidate.display()
+    )
+}
+
+/// A TCP port that was free a moment ago on 127.0.0.1. A child process binds it next;
+/// the kernel hands out ephemeral ports in a way that makes a collision between
+/// parallel tests unlikely, and a collision fails loudly (the child cannot bind).
+pub fn free_tcp_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local_addr").port()
+}
+
+/// A port free on both TCP and UDP (for a listener serving TLS over TCP and QUIC over UDP).
+pub fn free_tcp_udp_port() -> u16 {
+    for _ in 0..100 {
+        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
+        let port = tcp.local_addr().expect("local_addr").port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free on both TCP and UDP after 100 tries")
+}
+
+/// Polls until something accepts TCP connections on `addr`.
+pub async fn wait_for_tcp(addr: SocketAddr, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(_) => return Ok(()),
+            Err(err) if Instant::now() >= deadline => {
+                bail!("nothing listening on {addr} after {timeout:?}: {err}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// Polls `url` (plain HTTP) until it answers 200.
+pub async fn wait_for_http_ok(url: &str, timeout: Duration) -> Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    let deadline = Instant::now() + timeout;
+    let mut last = String::from("no attempt");
+    while Instant::now() < deadline {
+        match client.get(url).send().await {
+            Ok(resp) if resp.status() == 200 => return Ok(()),
+            Ok(resp) => last = format!("status {}", resp.status()),
+            Err(err) => last = err.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    bail!("{url} not ready after {timeout:?}: {last}")
+}
+
+/// Polls `check` every 50 ms until it returns true; fails naming `what` after `timeout`.
+/// For conditions a test cannot await directly (a health status, a reconnect).
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// Status of a plain-HTTP GET of `url`, or 0 when nothing answers.
+pub async fn http_status(url: &str) -> u16 {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build();
+    match client {
+        Ok(client) => match client.get(url).send().await {
+            Ok(response) => response.status().as_u16(),
+            Err(_) => 0,
+        },
+        Err(_) => 0,
+    }
+}
+
+/// Status and JSON body of `response` (`Null` for an empty body).
+pub async fn status_and_json(response: reqwest::Response) -> Result<(u16, serde_json::Value)> {
+    let status = response.status().as_u16();
+    let text = response.text().await?;
+    if text.is_empty() {
+        return Ok((status, serde_json::Value::Null));
+    }
+    let value = serde_json::from_str(&text)
+        .with_context(|| format!("non-JSON body (status {status}): {text}"))?;
+    Ok((status, value))
+}
+
+/// A fresh random identity key (32 bytes, what the edge and the services share) written
+/// as base64 to `<dir>/identity.key`. Returns the file and the raw key bytes.
+pub fn write_identity_key(dir: &Path) -> Result<(PathBuf, Vec<u8>)> {
+    use base64::Engine;
+    let mut secret = uuid::Uuid::new_v4().as_bytes().to_vec();
+    secret.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    let path = dir.join("identity.key");
+    write_file(
+        &path,
+        &base64::engine::general_purpose::STANDARD.encode(&secret),
+    )?;
+    Ok((path, secret))
+}
+
+/// A child process killed when dropped, with stdout+stderr captured to a file so a
+/// failing test can show what the process said.
+pub struct ChildProcess {
+    name: String,
+    child: Option<Child>,
+    log_path: PathBuf,
+    _log_dir: Option<TempDir>,
+}
+
+impl ChildProcess {
+    /// Spawns `program` with `args` and `envs`; output goes to a temp log file.
+    pub fn spawn(name: &str, program: &Path, args: &[&str], envs: &[(&str, &str)]) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let log_path = dir.path().join(format!("{name}.log"));
+        let mut proc = Self::spawn_logging_to(name, program, args, envs, &log_path)?;
+        proc._log_dir = Some(dir);
+        Ok(proc)
+    }
+
+    /// Like [`spawn`](Self::spawn) but appends output to `log_path` (kept across restarts).
+    pub fn spawn_logging_to(
+        name: &str,
+        program: &Path,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        log_path: &Path,
+    ) -> Result<Self> {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path)
+            .with_context(|| format!("open {}", log_path.display()))?;
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("spawn {name} ({})", program.display()))?;
+        Ok(Self {
+            name: name.to_string(),
+            child: Some(child),
+            log_path: log_path.to_path_buf(),
+            _log_dir: None,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// Everything the process wrote so far.
+    pub fn logs(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGHUP`) to the process.
+    pub fn signal(&self, signal: i32) -> Result<()> {
+        let pid = self.pid() as i32;
+        // SAFETY-free: nix wraps kill(2).
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::try_from(signal)?,
+        )
+        .with_context(|| format!("signal {signal} to {} (pid {pid})", self.name))
+    }
+
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit on its own; returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<i32>> {
+        let deadline = Instant::now() + timeout;
+        let child = self
+            .child
+            .as_mut()
+            .ok_or_else(|| anyhow!("{} already reaped", self.name))?;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status.code());
+            }
+            if Instant::now() >= deadline {
+                bail!("{} still running after {timeout:?}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL and reap (a crash, as far as the process is concerned).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "----- {} log ({}) -----\n{}\n----- end of {} log -----",
+                self.name,
+                self.log_path.display(),
+                tail(&self.logs(), 80),
+                self.name
+            );
+        }
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The superuser password of the shared PostgreSQL: `$RECORD_PG_PASSWORD`, else
+/// `.dev/secrets/pg-password` written by `scripts/datastores.sh`.
+pub fn shared_pg_password() -> Result<String> {
+    if let Ok(pw) = std::env::var("RECORD_PG_PASSWORD") {
+        return Ok(pw);
+    }
+    let path = workspace_root().join(".dev/secrets/pg-password");
+    fs::read_to_string(&path)
+        .map(|s| s.trim().to_string())
+        .with_context(|| {
+            format!(
+                "cannot read {}: start the datastores with `make test` or `scripts/datastores.sh up`",
+                path.display()
+            )
+        })
+}
+
+/// URL of database `db` on the shared PostgreSQL, as the superuser.
+pub fn shared_pg_url(db: &str) -> Result<String> {
+    let host = std::env::var("RECORD_PG_HOST").unwrap_or_else(|_| SHARED_PG_HOST.to_string());
+    let port = std::env::var("RECORD_PG_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(SHARED_PG_PORT);
+    Ok(format!(
+        "postgres://postgres:{}@{host}:{port}/{db}",
+        shared_pg_password()?
+    ))
+}
+
+/// A database of its own on the shared PostgreSQL, dropped when this value is dropped.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+    admin_url: String,
+}
+
+impl TestDatabase {
+    /// Creates `test_<prefix>_<random>` (empty; the service under test migrates it).
+    pub async fn create(prefix: &str) -> Result<Self> {
+        let name = format!(
+            "test_{}_{}",
+            prefix.replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        let admin_url = shared_pg_url("postgres")?;
+        let (client, conn) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
+            .await
+            .with_context(|| {
+                "cannot reach the shared PostgreSQL on 127.0.0.1:55432; run `make test` \
+                 (or `scripts/datastores.sh up`)"
+            })?;
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .with_context(|| format!("CREATE DATABASE {name}"))?;
+        Ok(Self {
+            url: shared_pg_url(&name)?,
+            name,
+            admin_url,
+        })
+    }
+
+    /// A client connected to this database.
+    pub async fn connect(&self) -> Result<tokio_postgres::Client> {
+        let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await?;
+        tokio::spawn(conn);
+        Ok(client)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        // Drop runs outside any async context guarantee: use a private runtime on a thread.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async move {
+                let (client, conn) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
+                    .await
+                    .ok()?;
+                tokio::spawn(conn);
+                client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(()))) {
+            eprintln!("warning: could not drop test database {}", self.name);
+        }
+    }
+}
+
+/// Everything a backend service under test needs from its surroundings: a database of its
+/// own, a Redis namespace of its own on the shared Redis, and an identity key file. Spawned
+/// processes get them through the environment variables of docs/contracts.md.
+pub struct ServiceEnv {
+    pub db: TestDatabase,
+    /// What `DATABASE_URL` is set to (a test may point it elsewhere, e.g. at a [`TcpProxy`]).
+    pub database_url: String,
+    pub redis_url: String,
+    pub namespace: String,
+    pub identity_key: Vec<u8>,
+    pub identity_key_file: PathBuf,
+    pub dir: TempDir,
+    /// Output of every process spawned from here, kept across restarts.
+    pub log_file: PathBuf,
+}
+
+impl ServiceEnv {
+    pub async fn new(prefix: &str) -> Result<Self> {
+        let db = TestDatabase::create(prefix).await?;
+        let dir = tempfile::tempdir()?;
+        let (identity_key_file, identity_key) = write_identity_key(dir.path())?;
+        Ok(Self {
+            database_url: db.url.clone(),
+            db,
+            redis_url: shared_redis_url(),
+            namespace: redis_namespace(),
+            identity_key,
+            identity_key_file,
+            log_file: dir.path().join(format!("{prefix}.log")),
+            dir,
+        })
+    }
+
+    /// Spawns `program` on `http`/`grpc` ports whose addresses go to the `http_var`/`grpc_var`
+    /// environment variables, with DATABASE_URL, REDIS_URL, REDIS_NAMESPACE,
+    /// IDENTITY_KEY_FILE, a 1 s database timeout, and `extra` on top.
+    pub fn spawn(
+        &self,
+        name: &str,
+        program: &Path,
+        (http_var, http): (&str, u16),
+        (grpc_var, grpc): (&str, u16),
+        extra: &[(&str, &str)],
+    ) -> Result<RunningService> {
+        let http_addr = format!("127.0.0.1:{http}");
+        let grpc_addr = format!("127.0.0.1:{grpc}");
+        let key_file = self.identity_key_file.display().to_string();
+        let mut envs: Vec<(&str, &str)> = vec![
+            (http_var, &http_addr),
+            (grpc_var, &grpc_addr),
+            ("DATABASE_URL", &self.database_url),
+            ("REDIS_URL", &self.redis_url),
+            ("REDIS_NAMESPACE", &self.namespace),
+            ("IDENTITY_KEY_FILE", &key_file),
+            ("DB_TIMEOUT", "1s"),
+            ("RUST_LOG", "info"),
+        ];
+        envs.extend_from_slice(extra);
+        let child = ChildProcess::spawn_logging_to(name, program, &[], &envs, &self.log_file)?;
+        Ok(RunningService { http, grpc, child })
+    }
+}
+
+/// A service process spawned by [`ServiceEnv::spawn`].
+pub struct RunningService {
+    pub http: u16,
+    pub grpc: u16,
+    pub child: ChildProcess,
+}
+
+impl RunningService {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http)
+    }
+
+    /// Waits until `/readyz` answers 200 (PostgreSQL and Redis reachable, migrated).
+    pub async fn wait_ready(&self) -> Result<()> {
+        wait_for_http_ok(&self.url("/readyz"), Duration::from_secs(60))
+            .await
+            .with_context(|| {
+                format!(
+                    "service not ready; its log:\n{}",
+                    tail(&self.child.logs(), 40)
+                )
+            })
+    }
+
+    pub async fn channel(&self) -> Result<tonic::transport::Channel> {
+        grpc_h2c_channel(self.grpc).await
+    }
+
+    /// The value of the Prometheus series `series` (name and labels exactly as exported) on
+    /// `/metrics`, 0 when absent.
+    pub async fn metric(&self, series: &str) -> Result<f64> {
+        let text = reqwest::get(self.url("/metrics")).await?.text().await?;
+        Ok(text
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix(series)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
+            .unwrap_or(0.0))
+    }
+}
+
+/// A unique Redis key/channel namespace (e.g. `test-1a2b3c4d:`) on the shared Redis, so
+/// parallel tests never see each other's keys or pub/sub messages.
+pub fn redis_namespace() -> String {
+    format!("test-{}:", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+/// URL of the shared Redis (`$RECORD_REDIS_URL` or redis://127.0.0.1:56379).
+pub fn shared_redis_url() -> String {
+    std::env::var("RECORD_REDIS_URL").unwrap_or_else(|_| SHARED_REDIS_URL.to_string())
+}
+
+/// A private `redis-server` on a free port, for tests that stop and restart Redis.
+pub struct RedisServer {
+    pub port: u16,
+    dir: TempDir,
+    process: Option<ChildProcess>,
+}
+
+impl RedisServer {
+    pub async fn start() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut server = Self {
+            port: free_tcp_port(),
+            dir,
+            process: None,
+        };
+        server.restart().await?;
+        Ok(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL): connections drop as in a crash.
+    pub fn stop(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.kill();
+        }
+    }
+
+    /// (Re)starts the server on the same port and waits until it answers PING.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.stop();
+        let redis_server = which("redis-server").ok_or_else(|| {
+            anyhow!("redis-server not installed; `make test` installs it (scripts/install-deps.sh)")
+        })?;
+        let port = self.port.to_string();
+        let dir = self.dir.path().display().to_string();
+        let log = self.dir.path().join("redis.log");
+        let process = ChildProcess::spawn_logging_to(
+            "redis-server",
+            &redis_server,
+            &[
+                "--port",
+                &port,
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                &dir,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            &[],
+            &log,
+        )?;
+        self.process = Some(process);
+        let client = redis::Client::open(self.url())?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                let pong: redis::RedisResult<String> =
+                    redis::cmd("PING").query_async(&mut conn).await;
+                if pong.is_ok() {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                bail!("redis-server on port {} did not answer PING", self.port);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A TCP forwarder from 127.0.0.1:`port` to `target` that a test can cut and restore on the
+/// same port: the way to make PostgreSQL (or anything) "go down" for one service under test
+/// without touching the shared server. Cutting drops every forwarded connection and stops
+/// listening, so clients see closed sockets and refused connects.
+pub struct TcpProxy {
+    pub port: u16,
+    target: SocketAddr,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl TcpProxy {
+    /// Listening and forwarding on a fresh port.
+    pub async fn start(target: SocketAddr) -> Result<Self> {
+        let mut proxy = Self::stopped(target);
+        proxy.resume().await?;
+        Ok(proxy)
+    }
+
+    /// A proxy whose port is chosen but not listening yet (the target looks down).
+    pub fn stopped(target: SocketAddr) -> Self {
+        Self {
+            port: free_tcp_port(),
+            target,
+            tasks: Default::default(),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    /// Starts (again) listening on `port` and forwarding to the target.
+    pub async fn resume(&mut self) -> Result<()> {
+        self.cut();
+        // An aborted accept task drops its listener on the runtime's next turn, not
+        // synchronously: retry the bind briefly.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let listener = loop {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.set_reuseaddr(true)?;
+            match socket.bind(self.addr()).and_then(|()| socket.listen(128)) {
+                Ok(listener) => break listener,
+                Err(err) if Instant::now() >= deadline => {
+                    return Err(err).with_context(|| format!("proxy cannot bind {}", self.addr()))
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        };
+        let target = self.target;
+        let tasks = std::sync::Arc::clone(&self.tasks);
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let forward = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tasks.lock().unwrap().push(forward.abort_handle());
+            }
+        });
+        self.tasks.lock().unwrap().push(accept.abort_handle());
+        Ok(())
+    }
+
+    /// Stops listening and drops every forwarded connection.
+    pub fn cut(&mut self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+/// Finds `program` on PATH (plus the sbin directories Debian puts daemons in).
+pub fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"])
+        .map(|dir| Path::new(dir).join(program))
+        .find(|candidate| candidate.is_file());
+    found
+}
+
+/// A throw-away CA and a leaf certificate (ECDSA P-256) written as PEM files.
+pub struct TestPki {
+    pub dir: TempDir,
+    pub ca_cert_pem: String,
+    ca_params: rcgen::CertificateParams,
+    ca_key: rcgen::KeyPair,
+}
+
+/// Paths of an issued leaf.
+#[derive(Debug, Clone)]
+pub struct LeafFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The leaf certificate alone, PEM.
+    pub cert_pem: String,
+}
+
+impl TestPki {
+    pub fn new() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "record-platform test CA");
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_key = rcgen::KeyPair::generate()?;
+        let ca_cert = params.self_signed(&ca_key)?;
+        let ca_cert_pem = ca_cert.pem();
+        fs::write(dir.path().join("ca.crt"), &ca_cert_pem)?;
+        Ok(Self {
+            dir,
+            ca_cert_pem,
+            ca_params: params,
+            ca_key,
+        })
+    }
+
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
+    }
+
+    /// Issues a leaf for `sans` into `<dir>/<name>.crt` (leaf + CA chain) and `<name>.key`.
+    pub fn issue(&self, name: &str, sans: &[&str]) -> Result<LeafFiles> {
+        let mut params =
+            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            sans.first().copied().unwrap_or(name),
+        );
+        params.use_authority_key_identifier_extension = true;
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let key = rcgen::KeyPair::generate()?;
+        let issuer = rcgen::Issuer::from_params(&self.ca_params, &self.ca_key);
+        let cert = params.signed_by(&key, &issuer)?;
+        let cert_path = self.dir.path().join(format!("{name}.crt"));
+        let key_path = self.dir.path().join(format!("{name}.key"));
+        write_file(&cert_path, &format!("{}{}", cert.pem(), self.ca_cert_pem))?;
+        write_file(&key_path, &key.serialize_pem())?;
+        Ok(LeafFiles {
+            cert: cert_path,
+            key: key_path,
+            cert_pem: cert.pem(),
+        })
+    }
+}
+
+fn write_file(path: &Path, contents: &str) -> Result<()> {
+    let mut file = fs::File::create(path).with_context(|| format!("create {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+/// Which HTTP version a [`https_client`] insists on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpVersion {
+    Http1,
+    Http2,
+}
+
+/// An HTTPS client (rustls, an independent TLS stack) trusting only `ca_pem`, pinned to
+/// one HTTP version via ALPN. Redirects are not followed.
+pub fn https_client(ca_pem: &str, version: HttpVersion) -> Result<reqwest::Client> {
+    let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes())?;
+    let builder = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20));
+    let builder = match version {
+        HttpVersion::Http1 => builder.http1_only(),
+        // ALPN "h2" only: the server must negotiate HTTP/2.
+        HttpVersion::Http2 => builder.http2_prior_knowledge(),
+    };
+    Ok(builder.build()?)
+}
+
+/// A tonic channel over TLS to `https://<domain>:<port>` connecting to 127.0.0.1,
+/// trusting only `ca_pem`.
+pub async fn grpc_tls_channel(
+    port: u16,
+    domain: &str,
+    ca_pem: &str,
+) -> Result<tonic::transport::Channel> {
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(ca_pem))
+        .domain_name(domain);
+    let channel = tonic::transport::Endpoint::from_shared(format!("https://127.0.0.1:{port}"))?
+        .tls_config(tls)?
+        .timeout(Duration::from_secs(20))
+        .connect()
+        .await?;
+    Ok(channel)
+}
+
+/// A plaintext (h2c) tonic channel to 127.0.0.1:`port`.
+pub async fn grpc_h2c_channel(port: u16) -> Result<tonic::transport::Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?
+        .timeout(Duration::from_secs(20))
+        .connect()
+        .await?;
+    Ok(channel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_tcp_udp_port_is_bindable_on_both() {
+        let port = free_tcp_udp_port();
+        TcpListener::bind(("127.0.0.1", port)).expect("tcp bind");
+        UdpSocket::bind(("127.0.0.1", port)).expect("udp bind");
+    }
+
+    #[test]
+    fn pki_issues_a_leaf_chained_to_its_ca() {
+        let pki = TestPki::new().expect("pki");
+        let leaf = pki
+            .issue("leaf", &["localhost", "127.0.0.1"])
+            .expect("leaf");
+        let chain = fs::read_to_string(&leaf.cert).expect("read");
+        assert_eq!(chain.matches("BEGIN CERTIFICATE").count(), 2);
+        assert!(chain.ends_with(&pki.ca_cert_pem));
+        assert!(fs::read_to_string(&leaf.key)
+            .expect("key")
+            .contains("PRIVATE KEY"));
+    }
+
+    #[test]
+    fn namespaces_are_unique() {
+        assert_ne!(redis_namespace(), redis_namespace());
+    }
+
+    #[tokio::test]
+    async fn tcp_proxy_forwards_until_cut_and_again_after_resume() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let echo = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let target = echo.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = echo.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 16];
+                    while let Ok(n) = stream.read(&mut buf).await {
+                        if n == 0 || stream.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        let round_trip = |addr: SocketAddr| async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await?;
+            stream.write_all(b"ping").await?;
+            let mut buf = [0u8; 4];
+            stream.read_exact(&mut buf).await?;
+            anyhow::Ok((buf, stream))
+        };
+        let mut proxy = TcpProxy::start(target).await.expect("proxy");
+        let (echoed, mut open) = round_trip(proxy.addr()).await.expect("forwarded");
+        assert_eq!(&echoed, b"ping");
+        proxy.cut();
+        let mut buf = [0u8; 1];
+        assert_eq!(
+            open.read(&mut buf).await.unwrap_or(0),
+            0,
+            "cut closes open connections"
+        );
+        assert!(
+            round_trip(proxy.addr()).await.is_err(),
+            "cut refuses new connections"
+        );
+        proxy.resume().await.expect("resume");
+        assert_eq!(&round_trip(proxy.addr()).await.expect("again").0, b"ping");
+    }
+
+    #[tokio::test]
+    async fn child_process_logs_are_captured() {
+        let sh = which("sh").expect("sh");
+        let mut child =
+            ChildProcess::spawn("echo", &sh, &["-c", "echo hello-from-child"], &[]).expect("spawn");
+        assert_eq!(
+            child.wait_exit(Duration::from_secs(10)).expect("exit"),
+            Some(0)
+        );
+        assert!(child.logs().contains("hello-from-child"));
+    }
+}
