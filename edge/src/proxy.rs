@@ -91,9 +91,10 @@ async fn write_edge_response(
         header.insert_header(http::header::CONTENT_LENGTH, response.body.len())?;
     }
     pipeline::decorate_response(&mut header, snapshot, state, &HeaderMap::new(), protocol);
-    if close_connection && protocol == Protocol::Http1 {
-        // Tell keep-alive clients before they send another request on a closing socket.
-        header.insert_header(http::header::CONNECTION, "close")?;
+    if close_connection {
+        // Pingora writes `connection: close` for HTTP/1.1, so keep-alive clients know
+        // before they send another request on a socket about to close.
+        session.set_keepalive(None);
     }
     let head_only = session.req_header().method == http::Method::HEAD;
     let end = response.body.is_empty() || head_only;

@@ -116,23 +116,18 @@ impl RouteTable {
     /// path prefix, then a kind-specific route over a kind-agnostic one. `host` must be
     /// lower-case without port.
     pub fn find(&self, host: Option<&str>, path: &str, grpc: bool) -> Option<&Arc<Route>> {
-        let mut best: Option<((usize, usize, usize), &Arc<Route>)> = None;
-        for route in &self.routes {
-            if !route.path_matches(path) {
-                continue;
-            }
-            let Some(kind) = route.kind_score(grpc) else {
-                continue;
-            };
-            let Some(host_score) = route.hosts.iter().filter_map(|h| h.score(host)).max() else {
-                continue;
-            };
-            let score = (host_score, route.path_prefix.len(), kind);
-            if best.as_ref().is_none_or(|(s, _)| score > *s) {
-                best = Some((score, route));
-            }
-        }
-        best.map(|(_, route)| route)
+        self.routes
+            .iter()
+            .filter(|route| route.path_matches(path))
+            .filter_map(|route| {
+                let kind = route.kind_score(grpc)?;
+                let host_score = route.hosts.iter().filter_map(|h| h.score(host)).max()?;
+                Some(((host_score, route.path_prefix.len(), kind), route))
+            })
+            // On a tie the route listed first wins (max_by_key keeps the last maximum).
+            .rev()
+            .max_by_key(|(score, _)| *score)
+            .map(|(_, route)| route)
     }
 }
 

@@ -51,13 +51,13 @@ pub fn check(config: Option<&Path>) -> ExitCode {
             err.to_string(),
         ));
     }
-    if let Err((name, err)) = Clusters::build(&loaded.config.clusters, None) {
+    if let Err(err) = Clusters::build(&loaded.config.clusters, None) {
         problems.push(
             loaded.problem(
                 &crate::config::locate::KeyPath::root()
                     .key("clusters")
-                    .key(&name),
-                err.to_string(),
+                    .key(&err.name),
+                err.error.to_string(),
             ),
         );
     }

@@ -15,7 +15,7 @@ use crate::config::locate::KeyPath;
 use crate::config::{ConfigError, ConfigProblem, LoadedConfig};
 use crate::metrics::EdgeMetrics;
 use crate::routes::{HostPattern, Route, RouteTable};
-use crate::upstream::{run_health_checks, Cluster, Clusters};
+use crate::upstream::{run_health_checks, BuiltClusters, Cluster, ClusterError, Clusters};
 
 /// Everything derived from one config version. Immutable; requests pin the snapshot they
 /// started with, so a reload never changes a request midway.
@@ -44,17 +44,15 @@ impl Snapshot {
         version: u64,
     ) -> Result<(Self, Vec<Arc<Cluster>>), ConfigError> {
         let config = &loaded.config;
-        let (clusters, fresh) = Clusters::build(&config.clusters, previous.map(|p| &p.clusters))
-            .map_err(|(name, err)| {
-                let key = KeyPath::root().key("clusters").key(&name);
-                let key = match &err {
-                    crate::upstream::ClusterError::Resolve { index, .. } => {
-                        key.key("addresses").index(*index)
-                    }
-                    crate::upstream::ClusterError::CaFile(_) => key.key("tls_ca_file"),
+        let BuiltClusters { clusters, fresh } =
+            Clusters::build(&config.clusters, previous.map(|p| &p.clusters)).map_err(|err| {
+                let key = KeyPath::root().key("clusters").key(&err.name);
+                let key = match &err.error {
+                    ClusterError::Resolve { index, .. } => key.key("addresses").index(*index),
+                    ClusterError::CaFile(_) => key.key("tls_ca_file"),
                 };
                 ConfigError {
-                    problems: vec![loaded.problem(&key, err.to_string())],
+                    problems: vec![loaded.problem(&key, err.error.to_string())],
                 }
             })?;
         let mut routes = Vec::with_capacity(config.routes.len());

@@ -105,8 +105,21 @@ fn alert_reason(alert: SslAlert) -> &'static str {
     }
 }
 
-fn count_failed_handshakes(builder: &mut SslContextBuilder, metrics: Arc<EdgeMetrics>) {
+/// Counts handshake failures by the alert we sent and, for QUIC (where no Pingora
+/// callback runs after the handshake), completed handshakes.
+fn observe_handshakes(builder: &mut SslContextBuilder, metrics: Arc<EdgeMetrics>, quic: bool) {
     builder.set_info_callback(move |ssl, mode, value| {
+        if quic && mode == SslInfoCallbackMode::HANDSHAKE_DONE {
+            let alpn = ssl
+                .selected_alpn_protocol()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_else(|| "none".into());
+            metrics
+                .tls_handshakes
+                .with_label_values(&["quic", ssl.version_str(), &alpn])
+                .inc();
+            return;
+        }
         if mode != SslInfoCallbackMode::WRITE_ALERT || ssl.is_init_finished() {
             return;
         }
@@ -148,7 +161,7 @@ pub fn tcp_tls_settings(
         .set_strict_cipher_list(TLS12_CIPHERS)
         .map_err(tls_err)?;
     settings.enable_h2();
-    count_failed_handshakes(&mut settings, metrics);
+    observe_handshakes(&mut settings, metrics, false);
     Ok(settings)
 }
 
@@ -176,7 +189,7 @@ pub fn quic_ssl_context(
             boring::ssl::SelectCertError::ERROR
         })
     });
-    count_failed_handshakes(&mut builder, metrics);
+    observe_handshakes(&mut builder, metrics, true);
     Ok(builder)
 }
 

@@ -258,13 +258,29 @@ pub struct Clusters {
     by_name: HashMap<String, Arc<Cluster>>,
 }
 
+/// [`Clusters::build`]'s result: the clusters, and those new in this version (which need
+/// health checkers).
+#[derive(Debug)]
+pub struct BuiltClusters {
+    pub clusters: Clusters,
+    pub fresh: Vec<Arc<Cluster>>,
+}
+
+/// A cluster that could not be built, by name.
+#[derive(Debug, thiserror::Error)]
+#[error("clusters.{name}: {error}")]
+pub struct ClusterBuildError {
+    pub name: String,
+    pub error: ClusterError,
+}
+
 impl Clusters {
     /// Builds the clusters of a config, reusing `previous` ones whose config is unchanged.
     /// Errors carry the cluster name.
     pub fn build(
         configs: &std::collections::BTreeMap<String, ClusterConfig>,
         previous: Option<&Clusters>,
-    ) -> Result<(Self, Vec<Arc<Cluster>>), (String, ClusterError)> {
+    ) -> Result<BuiltClusters, ClusterBuildError> {
         let mut by_name = HashMap::new();
         let mut fresh = Vec::new();
         for (name, config) in configs {
@@ -275,14 +291,21 @@ impl Clusters {
             let cluster = match reused {
                 Some(cluster) => cluster,
                 None => {
-                    let cluster = Cluster::build(name, config).map_err(|e| (name.clone(), e))?;
+                    let cluster =
+                        Cluster::build(name, config).map_err(|error| ClusterBuildError {
+                            name: name.clone(),
+                            error,
+                        })?;
                     fresh.push(cluster.clone());
                     cluster
                 }
             };
             by_name.insert(name.clone(), cluster);
         }
-        Ok((Self { by_name }, fresh))
+        Ok(BuiltClusters {
+            clusters: Self { by_name },
+            fresh,
+        })
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<Cluster>> {
@@ -653,14 +676,16 @@ mod tests {
             "b".to_string(),
             config(&["127.0.0.1:2"], Balance::RoundRobin),
         );
-        let (first, fresh) = Clusters::build(&configs, None).expect("first");
-        assert_eq!(fresh.len(), 2);
+        let built = Clusters::build(&configs, None).expect("first");
+        assert_eq!(built.fresh.len(), 2);
+        let first = built.clusters;
         configs.insert(
             "b".to_string(),
             config(&["127.0.0.1:3"], Balance::RoundRobin),
         );
-        let (second, fresh) = Clusters::build(&configs, Some(&first)).expect("second");
-        assert_eq!(fresh.len(), 1);
+        let built = Clusters::build(&configs, Some(&first)).expect("second");
+        assert_eq!(built.fresh.len(), 1);
+        let second = built.clusters;
         assert!(Arc::ptr_eq(
             first.get("a").expect("a"),
             second.get("a").expect("a")

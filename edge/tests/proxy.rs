@@ -685,3 +685,45 @@ async fn sigterm_drains_in_flight_requests_then_exits() {
         .expect("edge exits after draining");
     assert_eq!(code, Some(0), "{}", edge.process.logs());
 }
+
+#[tokio::test]
+async fn grpc_web_over_http1_is_bridged_to_grpc() {
+    let grpc = GrpcServer::start().await;
+    let edge = Edge::start(&grpc_routes(&grpc)).await;
+    edge.wait_ready().await;
+    // HealthCheckRequest { service: "test.Serving" } in a gRPC frame.
+    let service = b"test.Serving";
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&((service.len() + 2) as u32).to_be_bytes());
+    frame.push(0x0a);
+    frame.push(service.len() as u8);
+    frame.extend_from_slice(service);
+    let resp = edge
+        .client(HttpVersion::Http1)
+        .post(edge.url("/grpc.health.v1.Health/Check"))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .body(frame)
+        .send()
+        .await
+        .expect("grpc-web request");
+    assert_eq!(resp.status(), 200);
+    let content_type = resp.headers()["content-type"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert!(
+        content_type.starts_with("application/grpc-web"),
+        "{content_type}"
+    );
+    let body = resp.bytes().await.expect("body");
+    // First frame: the message, status SERVING (field 1 = 1).
+    assert_eq!(body[0], 0, "data frame first");
+    let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+    assert_eq!(&body[5..5 + len], &[0x08, 0x01]);
+    // Then the trailers frame (flag 0x80) carrying grpc-status 0.
+    let trailers = &body[5 + len..];
+    assert_eq!(trailers[0], 0x80, "trailer frame");
+    let text = String::from_utf8_lossy(&trailers[5..]).to_ascii_lowercase();
+    assert!(text.contains("grpc-status:0"), "{text}");
+}

@@ -52,11 +52,41 @@ struct Job {
 pub struct H3Connection {
     jobs: mpsc::UnboundedSender<Job>,
     authority: String,
+    peer_serial: Option<String>,
 }
 
-/// Verifies the server against our CA (quiche's default verification uses the system roots).
+/// Connection options beyond the address and the CA ([`H3Connection::connect_with`]).
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// TLS key-exchange groups, BoringSSL syntax (`X25519:P-256`). `None` keeps BoringSSL's
+    /// default, whose post-quantum hybrid key share makes the ClientHello span two Initial
+    /// packets.
+    pub groups: Option<String>,
+    /// Write a qlog per connection into this directory (default: `$H3CLIENT_QLOG_DIR`).
+    pub qlog_dir: Option<String>,
+    /// quiche's GREASE (reserved transport parameters and frame types).
+    pub grease: bool,
+}
+
+impl Default for ClientOptions {
+    /// X25519 then P-256, like the TCP clients of the perf suite (h2load, rustls): a
+    /// single-packet ClientHello. Envoy 1.40 loses multi-packet ClientHellos from this client
+    /// about half of the time (perf/README.md).
+    fn default() -> Self {
+        Self {
+            groups: Some("X25519:P-256".to_string()),
+            qlog_dir: std::env::var("H3CLIENT_QLOG_DIR").ok(),
+            grease: true,
+        }
+    }
+}
+
+/// Verifies the server against our CA (quiche's default verification uses the system roots)
+/// and records the serial of the leaf the server presented.
 struct TrustCa {
     ca_file: Option<PathBuf>,
+    groups: Option<String>,
+    leaf_serial: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl ConnectionHook for TrustCa {
@@ -73,6 +103,24 @@ impl ConnectionHook for TrustCa {
             }
             None => builder.set_verify(boring::ssl::SslVerifyMode::NONE),
         }
+        if let Some(groups) = &self.groups {
+            builder.set_curves_list(groups).ok()?;
+        }
+        // quiche replaces the verify callback (`verify_peer`), so the leaf is read when
+        // the handshake is done instead.
+        let seen = self.leaf_serial.clone();
+        builder.set_info_callback(move |ssl, mode, _| {
+            if mode != boring::ssl::SslInfoCallbackMode::HANDSHAKE_DONE {
+                return;
+            }
+            let serial = ssl
+                .peer_certificate()
+                .and_then(|cert| cert.serial_number().to_bn().ok())
+                .and_then(|bn| bn.to_hex_str().ok().map(|s| s.to_ascii_lowercase()));
+            if let (Some(serial), Ok(mut slot)) = (serial, seen.lock()) {
+                *slot = Some(serial);
+            }
+        });
         Some(builder)
     }
 }
@@ -84,6 +132,16 @@ impl H3Connection {
         addr: SocketAddr,
         server_name: &str,
         ca_file: Option<&Path>,
+    ) -> Result<Self> {
+        Self::connect_with(addr, server_name, ca_file, &ClientOptions::default()).await
+    }
+
+    /// [`H3Connection::connect`] with explicit [`ClientOptions`].
+    pub async fn connect_with(
+        addr: SocketAddr,
+        server_name: &str,
+        ca_file: Option<&Path>,
+        options: &ClientOptions,
     ) -> Result<Self> {
         let bind: SocketAddr = if addr.is_ipv4() {
             "127.0.0.1:0".parse()?
@@ -99,9 +157,14 @@ impl H3Connection {
         settings.initial_max_data = 32 * 1024 * 1024;
         settings.initial_max_stream_data_bidi_local = 4 * 1024 * 1024;
         settings.initial_max_stream_data_bidi_remote = 4 * 1024 * 1024;
+        settings.qlog_dir = options.qlog_dir.clone();
+        settings.grease = options.grease;
+        let leaf_serial = Arc::new(std::sync::Mutex::new(None));
         let hooks = Hooks {
             connection_hook: Some(Arc::new(TrustCa {
                 ca_file: ca_file.map(Path::to_path_buf),
+                groups: options.groups.clone(),
+                leaf_serial: leaf_serial.clone(),
             })),
         };
         // The hook only runs when certificate paths are given; they are not read.
@@ -183,10 +246,17 @@ impl H3Connection {
                 let _ = reply.send(Err(anyhow!("connection closed")));
             }
         });
+        let peer_serial = leaf_serial.lock().ok().and_then(|s| s.clone());
         Ok(Self {
             jobs: jobs_tx,
             authority: server_name.to_string(),
+            peer_serial,
         })
+    }
+
+    /// Serial (lower-case hex) of the certificate the server presented in the handshake.
+    pub fn peer_serial(&self) -> Option<&str> {
+        self.peer_serial.as_deref()
     }
 
     /// Sends one request and reads the whole response.
@@ -220,6 +290,29 @@ impl H3Connection {
             })
             .map_err(|_| anyhow!("connection closed"))?;
         response.await.map_err(|_| anyhow!("connection closed"))?
+    }
+
+    /// Sends a request given as ready HTTP/3 header fields (pseudo-headers first) and an
+    /// optional body: the load generator's path, which builds the fields once and clones them.
+    pub async fn send_fields(
+        &self,
+        headers: Vec<Header>,
+        body: Option<Bytes>,
+    ) -> Result<H3Response> {
+        let (reply, response) = oneshot::channel();
+        self.jobs
+            .send(Job {
+                headers,
+                body: body.filter(|b| !b.is_empty()),
+                reply,
+            })
+            .map_err(|_| anyhow!("connection closed"))?;
+        response.await.map_err(|_| anyhow!("connection closed"))?
+    }
+
+    /// The `:authority` used when a request's URI has none.
+    pub fn authority(&self) -> &str {
+        &self.authority
     }
 
     /// `GET path` with extra headers.

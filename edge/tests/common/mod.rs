@@ -36,6 +36,8 @@ pub struct EdgeOptions {
     pub body: String,
     /// Extra lines for `[server]`.
     pub server_extra: String,
+    /// Serve this certificate + key instead of the harness's own leaf.
+    pub certificate: Option<(PathBuf, PathBuf)>,
 }
 
 impl EdgeOptions {
@@ -44,6 +46,7 @@ impl EdgeOptions {
             http3: false,
             body: body.into(),
             server_extra: String::new(),
+            certificate: None,
         }
     }
 
@@ -107,8 +110,14 @@ format = "json"
         http3 = options.http3,
         http = ports.http,
         admin = ports.admin,
-        cert = leaf.cert.display(),
-        key = leaf.key.display(),
+        cert = options
+            .certificate
+            .as_ref()
+            .map_or(leaf.cert.display(), |(cert, _)| cert.display()),
+        key = options
+            .certificate
+            .as_ref()
+            .map_or(leaf.key.display(), |(_, key)| key.display()),
         body = options.body,
     )
 }
@@ -238,7 +247,7 @@ pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
     text.lines()
         .filter(|line| !line.starts_with('#'))
         .filter(|line| {
-            line.split(|c| c == '{' || c == ' ').next() == Some(name)
+            line.split(['{', ' ']).next() == Some(name)
                 && labels.iter().all(|l| line.contains(l))
         })
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())

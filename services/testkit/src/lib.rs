@@ -767,13 +767,15 @@ pub enum HttpVersion {
     Http2,
 }
 
-/// An HTTPS client (rustls, an independent TLS stack) trusting only `ca_pem`, pinned to
+/// An HTTPS client (rustls, an independent TLS stack) trusting only the CA(s) in `ca_pem`, pinned to
 /// one HTTP version via ALPN. Redirects are not followed.
 pub fn https_client(ca_pem: &str, version: HttpVersion) -> Result<reqwest::Client> {
-    let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes())?;
-    let builder = reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(ca)
+    let mut builder = reqwest::Client::builder().tls_built_in_root_certs(false);
+    // A bundle (old + new CA during a CA rotation) is trusted as a whole.
+    for ca in reqwest::Certificate::from_pem_bundle(ca_pem.as_bytes())? {
+        builder = builder.add_root_certificate(ca);
+    }
+    let builder = builder
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(20));
     let builder = match version {

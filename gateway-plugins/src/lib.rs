@@ -1,0 +1,96 @@
+//! Request policy for the Record Platform edge, with no Pingora types.
+//!
+//! The edge (h1/h2 through Pingora, h3 through tokio-quiche) turns each request into
+//! `http::request::Parts` plus a [`RequestContext`], asks the route's [`Chain`] for a
+//! [`ChainOutcome`], and then either answers with the outcome's [`PolicyResponse`] or
+//! forwards the request upstream with the outcome's [`HeaderEdits`] applied.
+//!
+//! ```text
+//! PolicyRuntime::new(&PluginsConfig, config_dir, &Registry).await
+//!                                                  once per process (JWKS, revocation, limiters)
+//!   └─ runtime.build_chain(route_id, &RoutePolicy) once per route per config version
+//!        └─ chain.evaluate(&parts, &ctx).await     once per request, any protocol
+//! ```
+//!
+//! Stateful parts (JWKS keys, the revocation cache and its Redis subscription, rate-limit
+//! buckets) live in the [`PolicyRuntime`] and survive config reloads; a [`Chain`] is an
+//! immutable snapshot that the edge swaps with the rest of its config.
+
+mod chain;
+pub mod client_ip;
+mod clock;
+pub mod config;
+pub mod cors;
+pub mod decision;
+pub mod error_shape;
+pub mod identity;
+pub mod jwt;
+pub mod metrics;
+pub mod rate_limit;
+mod redis_link;
+pub mod request_id;
+pub mod revocation;
+mod runtime;
+
+// Lets the shared test helpers (tests/support, also compiled into the unit tests) name
+// this crate the same way from inside and outside.
+#[cfg(test)]
+extern crate self as gateway_plugins;
+#[cfg(test)]
+#[path = "../tests/support/mod.rs"]
+pub(crate) mod test_support;
+
+pub use chain::Chain;
+pub use client_ip::ClientIpResolver;
+pub use config::{PluginsConfig, RoutePolicy};
+pub use decision::{ChainOutcome, HeaderEdits, PolicyResponse};
+pub use error_shape::{ErrorKind, GrpcCode};
+pub use identity::Identity;
+pub use metrics::PolicyMetrics;
+pub use runtime::{PolicyHealth, PolicyRuntime, RuntimeError};
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+/// The downstream protocol a request arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Http1,
+    Http2,
+    Http3,
+}
+
+impl Protocol {
+    /// The label used in metrics and access logs: `h1`, `h2`, `h3`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http1 => "h1",
+            Protocol::Http2 => "h2",
+            Protocol::Http3 => "h3",
+        }
+    }
+}
+
+/// What the TLS (or QUIC) handshake established, if the request came over TLS.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// `TLSv1.2`, `TLSv1.3`.
+    pub version: Option<&'static str>,
+    pub sni: Option<String>,
+    pub alpn: Option<String>,
+}
+
+/// Everything about a request that is not in its `http::request::Parts`.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The transport peer (TCP or UDP) as the edge saw it.
+    pub peer_addr: Option<SocketAddr>,
+    /// The client address after [`client_ip::ClientIpResolver`] (trusted proxies applied).
+    pub client_ip: IpAddr,
+    pub protocol: Protocol,
+    pub tls: Option<TlsInfo>,
+    /// The id of the route that matched (from the edge config).
+    pub route_id: Arc<str>,
+    /// True for `content-type: application/grpc*`: errors must be gRPC-shaped.
+    pub grpc: bool,
+}

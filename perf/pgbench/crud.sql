@@ -1,0 +1,61 @@
+-- The records CRUD of services/records (store.rs), one transaction of each per pgbench
+-- transaction: get by id, first page of the list, update (SELECT ... FOR UPDATE, UPDATE, cache
+-- version bump), create and delete (each with its bump). Rows created here are deleted in the
+-- same script, so the dataset keeps its size. Needs -D users=N -D records=M (perf-dataset ids).
+\set j random(1, :records)
+\set u (:j % :users) + 1
+
+-- read
+SELECT id, user_id, artist, name, format, catalog_number, label, record_grade, sleeve_grade,
+       has_insert, has_booklet, has_obi_strip, has_factory_sleeve, is_promo, notes, purchased_at,
+       price_paid, created_at, updated_at
+FROM records.records
+WHERE id = ('10000000-0000-4000-8000-' || lpad(to_hex(:j), 12, '0'))::uuid
+  AND user_id = ('00000000-0000-4000-8000-' || lpad(to_hex(:u), 12, '0'))::uuid;
+
+-- list (first page of 50, +1 to know whether there is a next page)
+SELECT id, user_id, artist, name, format, catalog_number, label, record_grade, sleeve_grade,
+       has_insert, has_booklet, has_obi_strip, has_factory_sleeve, is_promo, notes, purchased_at,
+       price_paid, created_at, updated_at
+FROM records.records
+WHERE user_id = ('00000000-0000-4000-8000-' || lpad(to_hex(:u), 12, '0'))::uuid
+ORDER BY created_at DESC, id DESC
+LIMIT 51;
+
+-- update
+BEGIN;
+SELECT id, artist, name, format, notes
+FROM records.records
+WHERE id = ('10000000-0000-4000-8000-' || lpad(to_hex(:j), 12, '0'))::uuid
+  AND user_id = ('00000000-0000-4000-8000-' || lpad(to_hex(:u), 12, '0'))::uuid
+FOR UPDATE;
+UPDATE records.records
+SET notes = 'pgbench ' || :j, updated_at = clock_timestamp()
+WHERE id = ('10000000-0000-4000-8000-' || lpad(to_hex(:j), 12, '0'))::uuid
+  AND user_id = ('00000000-0000-4000-8000-' || lpad(to_hex(:u), 12, '0'))::uuid;
+INSERT INTO records.cache_versions (user_id, version)
+VALUES (('00000000-0000-4000-8000-' || lpad(to_hex(:u), 12, '0'))::uuid, 1)
+ON CONFLICT (user_id) DO UPDATE SET version = records.cache_versions.version + 1;
+COMMIT;
+
+-- create
+BEGIN;
+INSERT INTO records.records (id, user_id, artist, name, format, catalog_number, label,
+                             record_grade, sleeve_grade, price_paid)
+VALUES (gen_random_uuid(), ('00000000-0000-4000-8000-' || lpad(to_hex(:u), 12, '0'))::uuid,
+        'Pgbench Comets', 'Transaction ' || :j, 'LP', 'PG-' || :j, 'Warp', 'VG+', 'VG', 12.50)
+RETURNING id AS new_id \gset
+INSERT INTO records.cache_versions (user_id, version)
+VALUES (('00000000-0000-4000-8000-' || lpad(to_hex(:u), 12, '0'))::uuid, 1)
+ON CONFLICT (user_id) DO UPDATE SET version = records.cache_versions.version + 1;
+COMMIT;
+
+-- delete
+BEGIN;
+DELETE FROM records.records
+WHERE id = ':new_id'::uuid
+  AND user_id = ('00000000-0000-4000-8000-' || lpad(to_hex(:u), 12, '0'))::uuid;
+INSERT INTO records.cache_versions (user_id, version)
+VALUES (('00000000-0000-4000-8000-' || lpad(to_hex(:u), 12, '0'))::uuid, 1)
+ON CONFLICT (user_id) DO UPDATE SET version = records.cache_versions.version + 1;
+COMMIT;

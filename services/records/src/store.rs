@@ -1,0 +1,459 @@
+//! SQL for the records schema. Every statement is scoped by `user_id`, so one user's id
+//! never reaches another user's row; "not yours" and "does not exist" are the same `None`.
+//!
+//! Every mutation bumps the user's row in `records.cache_versions` in the same transaction;
+//! cached search/stats answers are keyed by that version, so they can never outlive a
+//! committed change.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use service_common::ApiResult;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::cursor::Cursor;
+use crate::model::{Grade, Record, RecordData};
+
+const COLUMNS: &str = "id, user_id, artist, name, format, catalog_number, label, record_grade, sleeve_grade, \
+     has_insert, has_booklet, has_obi_strip, has_factory_sleeve, is_promo, notes, purchased_at, price_paid, \
+     created_at, updated_at";
+
+const BUMP_VERSION: &str = "INSERT INTO records.cache_versions (user_id, version) VALUES ($1, 1) \
+     ON CONFLICT (user_id) DO UPDATE SET version = records.cache_versions.version + 1";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchHit {
+    pub record: StoredRecord,
+    pub score: f64,
+}
+
+/// A record in the shape the cache stores (serde-friendly, independent of the API shapes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredRecord {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub artist: String,
+    pub name: String,
+    pub format: String,
+    pub catalog_number: Option<String>,
+    pub label: Option<String>,
+    pub record_grade: Option<String>,
+    pub sleeve_grade: Option<String>,
+    pub has_insert: bool,
+    pub has_booklet: bool,
+    pub has_obi_strip: bool,
+    pub has_factory_sleeve: bool,
+    pub is_promo: bool,
+    pub notes: Option<String>,
+    pub purchased_at: Option<chrono::NaiveDate>,
+    pub price_paid: Option<Decimal>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&Record> for StoredRecord {
+    fn from(r: &Record) -> Self {
+        let d = &r.data;
+        Self {
+            id: r.id,
+            user_id: r.user_id,
+            artist: d.artist.clone(),
+            name: d.name.clone(),
+            format: d.format.clone(),
+            catalog_number: d.catalog_number.clone(),
+            label: d.label.clone(),
+            record_grade: d.record_grade.map(|g| g.as_str().to_string()),
+            sleeve_grade: d.sleeve_grade.map(|g| g.as_str().to_string()),
+            has_insert: d.has_insert,
+            has_booklet: d.has_booklet,
+            has_obi_strip: d.has_obi_strip,
+            has_factory_sleeve: d.has_factory_sleeve,
+            is_promo: d.is_promo,
+            notes: d.notes.clone(),
+            purchased_at: d.purchased_at,
+            price_paid: d.price_paid,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+impl StoredRecord {
+    pub fn into_record(self) -> Record {
+        let grade = |g: Option<String>| g.as_deref().and_then(Grade::parse);
+        Record {
+            id: self.id,
+            user_id: self.user_id,
+            data: RecordData {
+                artist: self.artist,
+                name: self.name,
+                format: self.format,
+                catalog_number: self.catalog_number,
+                label: self.label,
+                record_grade: grade(self.record_grade),
+                sleeve_grade: grade(self.sleeve_grade),
+                has_insert: self.has_insert,
+                has_booklet: self.has_booklet,
+                has_obi_strip: self.has_obi_strip,
+                has_factory_sleeve: self.has_factory_sleeve,
+                is_promo: self.is_promo,
+                notes: self.notes,
+                purchased_at: self.purchased_at,
+                price_paid: self.price_paid,
+            },
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CountByKey {
+    pub key: String,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub total_records: i64,
+    pub by_format: Vec<CountByKey>,
+    pub by_record_grade: Vec<CountByKey>,
+    pub by_sleeve_grade: Vec<CountByKey>,
+    pub total_spent: Decimal,
+    pub average_spent: Decimal,
+}
+
+pub struct Page {
+    pub records: Vec<Record>,
+    pub next: Option<Cursor>,
+}
+
+fn grade_texts(data: &RecordData) -> [Option<&'static str>; 2] {
+    [
+        data.record_grade.map(Grade::as_str),
+        data.sleeve_grade.map(Grade::as_str),
+    ]
+}
+
+/// Parameters `$3..=$17` of the INSERT and the UPDATE: the writable columns in table order.
+fn writable_params<'a>(
+    data: &'a RecordData,
+    grades: &'a [Option<&'static str>; 2],
+) -> [&'a (dyn ToSql + Sync); 15] {
+    [
+        &data.artist,
+        &data.name,
+        &data.format,
+        &data.catalog_number,
+        &data.label,
+        &grades[0],
+        &grades[1],
+        &data.has_insert,
+        &data.has_booklet,
+        &data.has_obi_strip,
+        &data.has_factory_sleeve,
+        &data.is_promo,
+        &data.notes,
+        &data.purchased_at,
+        &data.price_paid,
+    ]
+}
+
+fn record(row: &Row) -> ApiResult<Record> {
+    let grade = |idx: usize| -> ApiResult<Option<Grade>> {
+        let text: Option<String> = row.try_get(idx)?;
+        Ok(text.as_deref().and_then(Grade::parse))
+    };
+    Ok(Record {
+        id: row.try_get(0)?,
+        user_id: row.try_get(1)?,
+        data: RecordData {
+            artist: row.try_get(2)?,
+            name: row.try_get(3)?,
+            format: row.try_get(4)?,
+            catalog_number: row.try_get(5)?,
+            label: row.try_get(6)?,
+            record_grade: grade(7)?,
+            sleeve_grade: grade(8)?,
+            has_insert: row.try_get(9)?,
+            has_booklet: row.try_get(10)?,
+            has_obi_strip: row.try_get(11)?,
+            has_factory_sleeve: row.try_get(12)?,
+            is_promo: row.try_get(13)?,
+            notes: row.try_get(14)?,
+            purchased_at: row.try_get(15)?,
+            price_paid: row.try_get(16)?,
+        },
+        created_at: row.try_get(17)?,
+        updated_at: row.try_get(18)?,
+    })
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl Store {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+
+    pub async fn create(&self, user_id: Uuid, data: &RecordData) -> ApiResult<Record> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let sql = format!(
+            "INSERT INTO records.records (id, user_id, artist, name, format, catalog_number, label, record_grade, \
+             sleeve_grade, has_insert, has_booklet, has_obi_strip, has_factory_sleeve, is_promo, notes, purchased_at, \
+             price_paid) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
+             RETURNING {COLUMNS}"
+        );
+        let id = Uuid::now_v7();
+        let grades = grade_texts(data);
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&id, &user_id];
+        params.extend(writable_params(data, &grades));
+        let row = tx.query_one(&sql, &params).await?;
+        // Last statement: the version row lock is held only until the commit right after.
+        tx.execute(BUMP_VERSION, &[&user_id]).await?;
+        tx.commit().await?;
+        record(&row)
+    }
+
+    pub async fn get(&self, user_id: Uuid, id: Uuid) -> ApiResult<Option<Record>> {
+        let client = self.pool.get().await?;
+        let sql = format!("SELECT {COLUMNS} FROM records.records WHERE id = $1 AND user_id = $2");
+        client
+            .query_opt(&sql, &[&id, &user_id])
+            .await?
+            .as_ref()
+            .map(record)
+            .transpose()
+    }
+
+    /// Newest first; `after` continues from a previous page.
+    pub async fn list(&self, user_id: Uuid, limit: u32, after: Option<Cursor>) -> ApiResult<Page> {
+        let client = self.pool.get().await?;
+        let fetch = i64::from(limit) + 1;
+        let rows = match after {
+            None => {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM records.records WHERE user_id = $1 \
+                     ORDER BY created_at DESC, id DESC LIMIT $2"
+                );
+                client.query(&sql, &[&user_id, &fetch]).await?
+            }
+            Some(cursor) => {
+                // Row comparison: the index (user_id, created_at DESC, id DESC) serves it as a
+                // range scan starting right after the cursor.
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM records.records WHERE user_id = $1 AND (created_at, id) < ($2, $3) \
+                     ORDER BY created_at DESC, id DESC LIMIT $4"
+                );
+                client
+                    .query(&sql, &[&user_id, &cursor.created_at, &cursor.id, &fetch])
+                    .await?
+            }
+        };
+        let mut records = rows.iter().map(record).collect::<ApiResult<Vec<_>>>()?;
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let next = if records.len() > limit {
+            records.truncate(limit);
+            records.last().map(|r| Cursor {
+                created_at: r.created_at,
+                id: r.id,
+            })
+        } else {
+            None
+        };
+        Ok(Page { records, next })
+    }
+
+    /// Replaces all writable fields of the record if it is the user's; `edit` gets the
+    /// current values (read under `FOR UPDATE`, so concurrent PATCHes do not lose changes).
+    pub async fn update(
+        &self,
+        user_id: Uuid,
+        id: Uuid,
+        edit: impl FnOnce(&mut RecordData),
+    ) -> ApiResult<Option<Record>> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM records.records WHERE id = $1 AND user_id = $2 FOR UPDATE"
+        );
+        let Some(row) = tx.query_opt(&sql, &[&id, &user_id]).await? else {
+            return Ok(None);
+        };
+        let mut data = record(&row)?.data;
+        edit(&mut data);
+        let sql = format!(
+            "UPDATE records.records SET artist = $3, name = $4, format = $5, catalog_number = $6, label = $7, \
+             record_grade = $8, sleeve_grade = $9, has_insert = $10, has_booklet = $11, has_obi_strip = $12, \
+             has_factory_sleeve = $13, is_promo = $14, notes = $15, purchased_at = $16, price_paid = $17, \
+             updated_at = clock_timestamp() WHERE id = $1 AND user_id = $2 RETURNING {COLUMNS}"
+        );
+        let grades = grade_texts(&data);
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&id, &user_id];
+        params.extend(writable_params(&data, &grades));
+        let row = tx.query_one(&sql, &params).await?;
+        tx.execute(BUMP_VERSION, &[&user_id]).await?;
+        tx.commit().await?;
+        record(&row).map(Some)
+    }
+
+    pub async fn delete(&self, user_id: Uuid, id: Uuid) -> ApiResult<bool> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        let deleted = tx
+            .execute(
+                "DELETE FROM records.records WHERE id = $1 AND user_id = $2",
+                &[&id, &user_id],
+            )
+            .await?;
+        if deleted == 0 {
+            return Ok(false);
+        }
+        tx.execute(BUMP_VERSION, &[&user_id]).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The user's cache version (0 before their first mutation).
+    pub async fn cache_version(&self, user_id: Uuid) -> ApiResult<i64> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                "SELECT version FROM records.cache_versions WHERE user_id = $1",
+                &[&user_id],
+            )
+            .await?;
+        Ok(match row {
+            Some(row) => row.try_get(0)?,
+            None => 0,
+        })
+    }
+
+    /// Trigram search over artist, name, label and catalog number, folded (case and accents
+    /// ignored). Candidates come from the GIN index on (user_id, search_text); ranking puts an
+    /// exact field match first, then a substring match, then fuzzy matches, each tier ordered
+    /// by the best per-field word similarity.
+    pub async fn search(
+        &self,
+        user_id: Uuid,
+        query: &str,
+        limit: u32,
+    ) -> ApiResult<Vec<SearchHit>> {
+        let client = self.pool.get().await?;
+        let sql = format!(
+            "WITH q AS (SELECT records.fold($2::text) AS q, records.fold($3::text) AS pattern) \
+             SELECT {cols}, \
+               (CASE WHEN q.q IN (records.fold(r.artist), records.fold(r.name), \
+                                  records.fold(coalesce(r.label, '')), records.fold(coalesce(r.catalog_number, ''))) \
+                     THEN 2.0 \
+                     WHEN r.search_text LIKE '%' || q.pattern || '%' THEN 1.0 \
+                     ELSE 0.0 END \
+                + GREATEST(word_similarity(q.q, records.fold(r.artist)), \
+                           word_similarity(q.q, records.fold(r.name)), \
+                           word_similarity(q.q, records.fold(coalesce(r.label, ''))), \
+                           word_similarity(q.q, records.fold(coalesce(r.catalog_number, '')))))::float8 AS score \
+             FROM records.records r, q \
+             WHERE r.user_id = $1 AND (q.q <% r.search_text OR r.search_text LIKE '%' || q.pattern || '%') \
+             ORDER BY score DESC, r.created_at DESC, r.id DESC \
+             LIMIT $4",
+            cols = COLUMNS
+                .split(", ")
+                .map(|c| format!("r.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let pattern = escape_like(query);
+        let rows = client
+            .query(&sql, &[&user_id, &query, &pattern, &i64::from(limit)])
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SearchHit {
+                    record: StoredRecord::from(&record(row)?),
+                    score: row.try_get(19)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Counts by format and grades, total and average spent, in one pass (GROUPING SETS).
+    pub async fn stats(&self, user_id: Uuid) -> ApiResult<Stats> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT GROUPING(format, record_grade, sleeve_grade) AS set_id, format, record_grade, sleeve_grade, \
+                        count(*) AS n, coalesce(sum(price_paid), 0) AS total, \
+                        coalesce(round(avg(price_paid), 2), 0) AS average \
+                 FROM records.records WHERE user_id = $1 \
+                 GROUP BY GROUPING SETS ((format), (record_grade), (sleeve_grade), ()) \
+                 ORDER BY n DESC, format, record_grade, sleeve_grade",
+                &[&user_id],
+            )
+            .await?;
+        let mut stats = Stats {
+            total_records: 0,
+            by_format: Vec::new(),
+            by_record_grade: Vec::new(),
+            by_sleeve_grade: Vec::new(),
+            total_spent: Decimal::ZERO,
+            average_spent: Decimal::ZERO,
+        };
+        let key = |value: Option<String>| value.unwrap_or_else(|| "ungraded".to_string());
+        for row in &rows {
+            // GROUPING bits (format, record_grade, sleeve_grade): 1 = aggregated away.
+            let set_id: i32 = row.try_get("set_id")?;
+            let count: i64 = row.try_get("n")?;
+            match set_id {
+                0b011 => stats.by_format.push(CountByKey {
+                    key: key(row.try_get("format")?),
+                    count,
+                }),
+                0b101 => stats.by_record_grade.push(CountByKey {
+                    key: key(row.try_get("record_grade")?),
+                    count,
+                }),
+                0b110 => stats.by_sleeve_grade.push(CountByKey {
+                    key: key(row.try_get("sleeve_grade")?),
+                    count,
+                }),
+                0b111 => {
+                    stats.total_records = count;
+                    stats.total_spent = row.try_get("total")?;
+                    stats.average_spent = row.try_get("average")?;
+                }
+                _ => {}
+            }
+        }
+        Ok(stats)
+    }
+}
+
+/// `LIKE` treats `%`, `_` and `\` specially; the user's text must match literally.
+pub fn escape_like(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_metacharacters_are_escaped() {
+        assert_eq!(escape_like("100%_a\\b"), "100\\%\\_a\\\\b");
+        assert_eq!(escape_like("aphex"), "aphex");
+    }
+}

@@ -1,0 +1,189 @@
+//! Harness for the records integration tests: the real `records` binary on free ports in a
+//! `testkit::ServiceEnv` (database, Redis namespace and identity key of its own).
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::ops::{Deref, DerefMut};
+
+use identity_assertion::{Identity, IdentityKey};
+use serde_json::Value;
+use testkit::{RunningService, ServiceEnv};
+use uuid::Uuid;
+
+pub struct Harness {
+    pub env: ServiceEnv,
+    pub key: IdentityKey,
+}
+
+impl Deref for Harness {
+    type Target = ServiceEnv;
+    fn deref(&self) -> &ServiceEnv {
+        &self.env
+    }
+}
+
+impl DerefMut for Harness {
+    fn deref_mut(&mut self) -> &mut ServiceEnv {
+        &mut self.env
+    }
+}
+
+impl Harness {
+    pub async fn new(prefix: &str) -> Self {
+        let env = ServiceEnv::new(prefix).await.expect("service environment");
+        let key = IdentityKey::from_bytes(env.identity_key.clone()).expect("key");
+        Self { env, key }
+    }
+
+    /// Spawns `records` on fresh ports without waiting for it.
+    pub fn spawn(&self) -> Running {
+        self.spawn_on(testkit::free_tcp_port(), testkit::free_tcp_port())
+    }
+
+    pub fn spawn_on(&self, http: u16, grpc: u16) -> Running {
+        let program = std::path::Path::new(env!("CARGO_BIN_EXE_records"));
+        let service = self
+            .env
+            .spawn(
+                "records",
+                program,
+                ("RECORDS_HTTP_ADDR", http),
+                ("RECORDS_GRPC_ADDR", grpc),
+                &[],
+            )
+            .expect("spawn records");
+        Running(service)
+    }
+
+    /// Spawns `records` and waits until `/readyz` answers 200.
+    pub async fn start(&self) -> Running {
+        let running = self.spawn();
+        running.wait_ready().await;
+        running
+    }
+}
+
+pub struct Running(pub RunningService);
+
+impl Deref for Running {
+    type Target = RunningService;
+    fn deref(&self) -> &RunningService {
+        &self.0
+    }
+}
+
+impl DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut RunningService {
+        &mut self.0
+    }
+}
+
+impl Running {
+    pub async fn wait_ready(&self) {
+        self.0.wait_ready().await.expect("records ready");
+    }
+
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        self.0.channel().await.expect("grpc channel")
+    }
+
+    pub async fn grpc_client(
+        &self,
+    ) -> record_proto::records::records_service_client::RecordsServiceClient<
+        tonic::transport::Channel,
+    > {
+        record_proto::records::records_service_client::RecordsServiceClient::new(
+            self.channel().await,
+        )
+    }
+
+    pub async fn metric(&self, series: &str) -> f64 {
+        self.0.metric(series).await.expect("metrics")
+    }
+}
+
+/// A caller as the edge would assert it.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub identity: Identity,
+}
+
+impl User {
+    pub fn new() -> Self {
+        let id = Uuid::new_v4();
+        Self {
+            identity: Identity {
+                user_id: id.to_string(),
+                email: format!("{}@example.com", id.simple()),
+                jti: Uuid::new_v4().to_string(),
+            },
+        }
+    }
+
+    pub fn headers(&self, key: &IdentityKey) -> reqwest::header::HeaderMap {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let assertion = identity_assertion::sign(key, &self.identity);
+        headers.insert("x-user-id", self.identity.user_id.parse().unwrap());
+        headers.insert("x-user-email", self.identity.email.parse().unwrap());
+        headers.insert("x-user-jti", self.identity.jti.parse().unwrap());
+        headers.insert("x-user-assertion", assertion.parse().unwrap());
+        headers
+    }
+
+    pub fn request<T>(&self, key: &IdentityKey, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        let assertion = identity_assertion::sign(key, &self.identity);
+        let md = request.metadata_mut();
+        md.insert("x-user-id", self.identity.user_id.parse().unwrap());
+        md.insert("x-user-email", self.identity.email.parse().unwrap());
+        md.insert("x-user-jti", self.identity.jti.parse().unwrap());
+        md.insert("x-user-assertion", assertion.parse().unwrap());
+        request
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Sends a JSON request as `user`; returns status and parsed body (Null when empty).
+pub async fn call(
+    running: &Running,
+    key: &IdentityKey,
+    user: &User,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = client()
+        .request(method, running.url(path))
+        .headers(user.headers(key));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request");
+    read(response).await
+}
+
+pub async fn read(response: reqwest::Response) -> (u16, Value) {
+    testkit::status_and_json(response)
+        .await
+        .expect("JSON response")
+}
+
+pub async fn create(running: &Running, key: &IdentityKey, user: &User, body: Value) -> Value {
+    let (status, created) = call(
+        running,
+        key,
+        user,
+        reqwest::Method::POST,
+        "/records",
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    created
+}
