@@ -16,6 +16,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+export RUST_BACKTRACE=0
 ORIG_ARGS="$*"
 
 QUICK=0
@@ -47,7 +48,7 @@ if [[ " $PROXIES " == *" edge "* && " $SCENARIOS " == *" chain "* && " $PROXIES 
 fi
 
 if [ "$QUICK" = 1 ]; then
-  RUNS="${RUNS:-1}"; DURATION="${DURATION:-3}"; WARMUP=1; HS_DURATION=2
+  RUNS="${RUNS:-1}"; DURATION="${DURATION:-2}"; WARMUP=1; HS_DURATION=2
   IDLE_COUNTS="1000"; IDLE_HOLD=1; PG_ARGS=(--quick --seconds 5)
   README_UPDATE="${README_UPDATE:-0}"; SUFFIX="-quick"
 else
@@ -189,11 +190,11 @@ reuse_note() { # before(reused new) after(reused new)
 }
 
 # ------------------------------------------------------------------ processes
-wait_ready() { # url
-  local code
+wait_ready() { # url [curl args...]
+  local code url="$1"; shift
   for _ in $(seq 1 100); do
-    code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 --cacert "$CERTS/ca.crt" \
-      --resolve "localhost:${1##*:}:$HOST_IP" "https://localhost:${1##*:}/bench" 2>/dev/null || true)"
+    code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 --cacert "$CERTS/ca.crt" "$@" \
+      --resolve "localhost:${url##*:}:$HOST_IP" "https://localhost:${url##*:}/bench" 2>/dev/null || true)"
     [ "$code" = 200 ] && return 0
     [ -n "$PROXY_PID" ] && ! kill -0 "$PROXY_PID" 2>/dev/null && return 1
     sleep 0.2
@@ -253,7 +254,9 @@ start_proxy() {
       PROXY_PID=$! ;;
     *) die "unknown proxy $name" ;;
   esac
-  if ! wait_ready "https://localhost:$TARGET_PORT"; then
+  local ready_args=()
+  [ "$name" = edge-chain ] && ready_args=(-H "authorization: Bearer $(cat "$JWT_DIR/token")")
+  if ! wait_ready "https://localhost:$TARGET_PORT" "${ready_args[@]}"; then
     SKIP_WHY="did not answer 200 on :$TARGET_PORT (log: ${LOGS#"$ROOT"/}/$name.log)"
     tail -5 "$LOGS/$name.log" >&2 || true
     stop_proxy
@@ -476,10 +479,17 @@ run_proxy() {
   CURRENT="$proxy"
   SKIP_WHY=""
   if ! start_proxy "$proxy"; then
-    local s
+    local s label
     for s in $SCENARIOS; do
-      [ "$s" = pg ] && continue
-      emit "$s" "$proxy" 0 skip "" "" "" "" "" "" "" "" "" "" "" "" "${SKIP_WHY:-failed to start}"
+      label="$proxy"
+      case "$s" in
+        pg) continue ;;
+        chain)
+          case "$proxy" in edge) label=edge-chain-off ;; edge-chain) label=edge-chain-on ;; *) continue ;; esac ;;
+        h3) [[ "$proxy" == edge || "$proxy" == caddy || "$proxy" == envoy ]] || continue ;;
+        *) [ "$proxy" = edge-chain ] && continue ;;
+      esac
+      emit "$s" "$label" 0 skip "" "" "" "" "" "" "" "" "" "" "" "" "${SKIP_WHY:-failed to start}"
     done
     return 0
   fi

@@ -132,11 +132,11 @@ fn watched_files(state: &EdgeState) -> BTreeSet<PathBuf> {
 /// editors and `certs-tool` replace files by rename, and the kubelet swaps a `..data`
 /// symlink, none of which a watch on the old inode would see.
 pub async fn watch_files(state: Arc<EdgeState>) {
-    let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (events_tx, mut events_rx) = tokio::sync::mpsc::unbounded_channel::<notify::Event>();
     let mut watcher = match notify::recommended_watcher(
         move |event: notify::Result<notify::Event>| {
-            if event.is_ok() {
-                let _ = events_tx.send(());
+            if let Ok(event) = event {
+                let _ = events_tx.send(event);
             }
         },
     ) {
@@ -148,7 +148,8 @@ pub async fn watch_files(state: Arc<EdgeState>) {
     };
     let mut watched_dirs: BTreeSet<PathBuf> = BTreeSet::new();
     loop {
-        let dirs: BTreeSet<PathBuf> = watched_files(&state)
+        let files = watched_files(&state);
+        let dirs: BTreeSet<PathBuf> = files
             .iter()
             .filter_map(|f| f.parent().map(Path::to_path_buf))
             .collect();
@@ -162,19 +163,56 @@ pub async fn watch_files(state: Arc<EdgeState>) {
         }
         watched_dirs = dirs;
 
-        if events_rx.recv().await.is_none() {
-            return;
-        }
-        // Debounce: a rotation writes several files; act once they have all landed.
+        // Wait for a change to one of our files (reads, lock files and unrelated files in
+        // the same directory are ignored).
         loop {
-            match tokio::time::timeout(Duration::from_millis(250), events_rx.recv()).await {
-                Ok(Some(())) => continue,
-                Ok(None) => return,
-                Err(_) => break,
+            match events_rx.recv().await {
+                Some(event) if is_relevant(&event, &files) => break,
+                Some(_) => continue,
+                None => return,
+            }
+        }
+        // Debounce: a rotation writes several files; act once they have landed, but never
+        // postpone a reload by more than a second however busy the directory is.
+        let settle = tokio::time::sleep(Duration::from_secs(1));
+        tokio::pin!(settle);
+        loop {
+            tokio::select! {
+                _ = &mut settle => break,
+                next = tokio::time::timeout(Duration::from_millis(200), events_rx.recv()) => match next {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => return,
+                    Err(_) => break,
+                },
             }
         }
         let _ = reload_config(&state).await;
     }
+}
+
+/// A write, create, rename or removal of a watched file, or of the kubelet's `..data`
+/// symlink and timestamped directories (ConfigMap and Secret volumes).
+fn is_relevant(event: &notify::Event, files: &BTreeSet<PathBuf>) -> bool {
+    use notify::EventKind;
+    if !matches!(
+        event.kind,
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any
+    ) || matches!(
+        event.kind,
+        EventKind::Modify(notify::event::ModifyKind::Metadata(_))
+    ) {
+        return false;
+    }
+    event.paths.iter().any(|path| {
+        files.contains(path)
+            || path.file_name().is_some_and(|name| {
+                let name = name.to_string_lossy();
+                name.starts_with("..")
+                    || files
+                        .iter()
+                        .any(|f| f.file_name().is_some_and(|n| n.to_string_lossy() == name))
+            })
+    })
 }
 
 /// Reloads on every SIGHUP.
@@ -189,5 +227,45 @@ pub async fn reload_on_sighup(state: Arc<EdgeState>) {
     while hangups.recv().await.is_some() {
         tracing::info!("SIGHUP: reloading config and certificates");
         let _ = reload_config(&state).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{AccessKind, CreateKind, DataChange, ModifyKind, RenameMode};
+    use notify::{Event, EventKind};
+
+    fn event(kind: EventKind, path: &str) -> Event {
+        Event::new(kind).add_path(PathBuf::from(path))
+    }
+
+    #[test]
+    fn only_changes_to_watched_files_and_kubelet_swaps_trigger_a_reload() {
+        let files: BTreeSet<PathBuf> = ["/etc/edge/tls/tls.crt", "/etc/edge/edge.toml"]
+            .into_iter()
+            .map(PathBuf::from)
+            .collect();
+        let write = EventKind::Modify(ModifyKind::Data(DataChange::Content));
+        let rename = EventKind::Modify(ModifyKind::Name(RenameMode::To));
+        assert!(is_relevant(&event(write, "/etc/edge/tls/tls.crt"), &files));
+        assert!(is_relevant(&event(rename, "/etc/edge/tls/..data"), &files));
+        assert!(is_relevant(
+            &event(EventKind::Create(CreateKind::File), "/etc/edge/edge.toml"),
+            &files
+        ));
+        // Clients reading the CA bundle, lock files, editor swap files: no reload.
+        assert!(!is_relevant(
+            &event(EventKind::Access(AccessKind::Read), "/etc/edge/tls/tls.crt"),
+            &files
+        ));
+        assert!(!is_relevant(
+            &event(write, "/etc/edge/tls/.certs-tool.lock"),
+            &files
+        ));
+        assert!(!is_relevant(
+            &event(write, "/etc/edge/.edge.toml.swp"),
+            &files
+        ));
     }
 }

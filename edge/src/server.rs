@@ -105,6 +105,12 @@ fn init_logging(config: &EdgeConfig) {
     }
 }
 
+fn write_pid_file(path: &Path) -> std::io::Result<()> {
+    let tmp = path.with_extension("pid.tmp");
+    std::fs::write(&tmp, format!("{}\n", std::process::id()))?;
+    std::fs::rename(&tmp, path)
+}
+
 /// Starts the edge and serves until a signal stops it. Returns only on start-up errors.
 pub fn run(config: Option<&Path>, upgrade: bool) -> anyhow::Result<()> {
     let loaded = load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -177,7 +183,16 @@ pub fn run(config: Option<&Path>, upgrade: bool) -> anyhow::Result<()> {
         ..Opt::default()
     };
     let mut server = Server::new_with_opt_and_conf(opt, server_conf);
+    // With --upgrade this waits until the old process hands its listening sockets over.
     server.bootstrap();
+    // From here this process serves: record its PID (after an upgrade, the new PID
+    // replaces the old one, so scripts signal the right process).
+    write_pid_file(&config.server.pid_file).with_context(|| {
+        format!(
+            "writing server.pid_file {}",
+            config.server.pid_file.display()
+        )
+    })?;
     let pingora_conf = server.configuration.clone();
 
     // HTTPS over TCP: h1 + h2, the policy pipeline, the upstream pool.

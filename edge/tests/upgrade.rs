@@ -100,4 +100,10 @@ async fn graceful_upgrade_hands_over_listeners_without_failed_requests() {
         "the new process serves requests"
     );
     assert!(new.is_running(), "{}", new.logs());
+    let pid_file = std::fs::read_to_string(old.dir.path().join("edge.pid")).expect("pid file");
+    assert_eq!(
+        pid_file.trim(),
+        new.pid().to_string(),
+        "the new process owns the pid file"
+    );
 }

@@ -20,8 +20,8 @@ export const options = {
       rate: RATE,
       timeUnit: '1s',
       duration: __ENV.DURATION || '10s',
-      preAllocatedVUs: parseInt(__ENV.VUS || '64', 10),
-      maxVUs: parseInt(__ENV.MAX_VUS || '256', 10),
+      preAllocatedVUs: parseInt(__ENV.VUS || '300', 10),
+      maxVUs: parseInt(__ENV.MAX_VUS || '1000', 10),
     },
   },
 };

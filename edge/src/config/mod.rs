@@ -62,7 +62,7 @@ pub struct ServerSection {
         with = "humantime_serde"
     )]
     pub graceful_shutdown_timeout: Duration,
-    /// PID file (written at start; used by the graceful upgrade runbook).
+    /// PID file, written once the process serves (after an upgrade: the new PID).
     #[serde(default = "defaults::pid_file")]
     pub pid_file: PathBuf,
     /// Unix socket the old process hands its listening sockets over on `edge -u`.

@@ -247,8 +247,7 @@ pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
     text.lines()
         .filter(|line| !line.starts_with('#'))
         .filter(|line| {
-            line.split(['{', ' ']).next() == Some(name)
-                && labels.iter().all(|l| line.contains(l))
+            line.split(['{', ' ']).next() == Some(name) && labels.iter().all(|l| line.contains(l))
         })
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
