@@ -38,6 +38,7 @@ use crate::config::Http3Section;
 use crate::metrics::{ConnectionGauge, EdgeMetrics};
 use crate::pipeline::{self, Admission, Downstream, Forward};
 use crate::state::{EdgeState, Snapshot};
+use crate::trace::RequestSpan;
 
 /// Response headers that are connection-specific and forbidden in HTTP/3 (RFC 9114
 /// section 4.2).
@@ -345,6 +346,10 @@ async fn handle_request(
     };
     record.method = request.method.clone();
     record.path = request.uri.path().to_string();
+    let span = state
+        .tracer
+        .as_ref()
+        .map(|tracer| RequestSpan::start(tracer, &request, Protocol::Http3, Some(peer)));
 
     // 0-RTT data can be replayed by an attacker: only safe methods may act on it
     // (RFC 8470 section 5.2, 425 Too Early).
@@ -404,13 +409,21 @@ async fn handle_request(
                 request,
                 forward,
                 peer,
-                recv,
-                read_fin,
+                (recv, read_fin),
+                span.as_ref(),
                 &mut sender,
                 &mut record,
             )
             .await;
         }
+    }
+    if let Some(span) = span {
+        span.finish(
+            record.status,
+            record.route.as_deref(),
+            record.cluster.as_deref(),
+            record.error,
+        );
     }
     finish(&state, &snapshot, &record);
 }
@@ -543,8 +556,8 @@ async fn proxy(
     mut request: RequestHeader,
     forward: Forward,
     peer: SocketAddr,
-    mut body: tokio::sync::mpsc::Receiver<InboundFrame>,
-    read_fin: bool,
+    (mut body, read_fin): (tokio::sync::mpsc::Receiver<InboundFrame>, bool),
+    span: Option<&RequestSpan>,
     sender: &mut OutboundFrameSender,
     record: &mut RequestRecord,
 ) {
@@ -558,6 +571,9 @@ async fn proxy(
         record.error = Some(code);
         send_edge_response(sender, state, snapshot, &response, record).await;
         return;
+    }
+    if let Some(span) = span {
+        span.inject(&mut request);
     }
     if cluster.config.protocol.is_h2() {
         // h2 carries the body length in frames; a connection header is illegal there.

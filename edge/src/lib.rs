@@ -15,4 +15,5 @@ pub mod routes;
 pub mod server;
 pub mod state;
 pub mod tls;
+pub mod trace;
 pub mod upstream;

@@ -20,6 +20,7 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use crate::access_log::{self, AccessRecord};
 use crate::pipeline::{self, Admission, Downstream, Forward};
 use crate::state::{EdgeState, Snapshot};
+use crate::trace::RequestSpan;
 use crate::upstream::InFlight;
 
 /// Per-request state across Pingora's phases.
@@ -42,6 +43,7 @@ pub struct RequestCtx {
     /// `edge_upstream_errors_total{kind}` / access-log `error` for a failed request.
     failure: Option<&'static str>,
     grpc_status: Option<String>,
+    span: Option<RequestSpan>,
 }
 
 pub struct EdgeProxy {
@@ -212,6 +214,7 @@ impl ProxyHttp for EdgeProxy {
             upstream_reused: None,
             failure: None,
             grpc_status: None,
+            span: None,
         }
     }
 
@@ -242,6 +245,14 @@ impl ProxyHttp for EdgeProxy {
         let downstream = downstream_of(session);
         ctx.protocol = downstream.protocol;
         ctx.peer = downstream.peer_addr;
+        if let Some(tracer) = &self.state.tracer {
+            ctx.span = Some(RequestSpan::start(
+                tracer,
+                session.req_header(),
+                ctx.protocol,
+                ctx.peer,
+            ));
+        }
         let admission = pipeline::admit(&snapshot, session.req_header(), &downstream).await;
         let result = match admission {
             Admission::Answer(answer) => {
@@ -390,7 +401,11 @@ impl ProxyHttp for EdgeProxy {
             .forward
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route decided"))?;
-        pipeline::prepare_upstream_request(upstream_request, forward, ctx.peer)
+        pipeline::prepare_upstream_request(upstream_request, forward, ctx.peer)?;
+        if let Some(span) = &ctx.span {
+            span.inject(upstream_request);
+        }
+        Ok(())
     }
 
     async fn upstream_response_filter(
@@ -513,6 +528,14 @@ impl ProxyHttp for EdgeProxy {
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
         let route = ctx.route_id.as_deref().unwrap_or("-");
+        if let Some(span) = ctx.span.take() {
+            span.finish(
+                status,
+                ctx.route_id.as_deref(),
+                ctx.forward.as_ref().map(|f| &*f.route.cluster.name),
+                ctx.failure.or_else(|| e.map(|e| e.etype().as_str())),
+            );
+        }
         let request = session.req_header();
         let elapsed = ctx.started.elapsed();
         self.state.metrics.observe_request(

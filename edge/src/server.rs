@@ -159,7 +159,24 @@ pub fn run(config: Option<&Path>, upgrade: bool) -> anyhow::Result<()> {
         })?;
     let (snapshot, clusters) =
         Snapshot::build(loaded, None, &policy, 1).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let state = EdgeState::new(snapshot, certs, policy, metrics);
+    let tracing_config = platform_telemetry::TracingConfig {
+        otlp_endpoint: config
+            .tracing
+            .otlp_endpoint
+            .clone()
+            .or_else(|| platform_telemetry::TracingConfig::from_env("edge").otlp_endpoint),
+        sample_ratio: config.tracing.sample_ratio,
+        service_name: config.tracing.service_name.clone(),
+    };
+    // The batch exporter runs on the control runtime.
+    let telemetry = {
+        let _entered = control.enter();
+        platform_telemetry::init(&tracing_config).context("[tracing]")?
+    };
+    if let Some(endpoint) = &tracing_config.otlp_endpoint {
+        tracing::info!(%endpoint, ratio = tracing_config.sample_ratio, "exporting request spans over OTLP");
+    }
+    let state = EdgeState::new(snapshot, certs, policy, metrics, telemetry);
     {
         let _entered = control.enter();
         state.start_health_checks(&clusters);

@@ -125,6 +125,9 @@ pub struct EdgeState {
     /// `alt-svc` advertised on TCP responses when HTTP/3 is on (listeners are fixed at start).
     pub alt_svc: Option<HeaderValue>,
     pub started_at: SystemTime,
+    /// Request spans go here when `[tracing]` is configured.
+    pub tracer: Option<platform_telemetry::opentelemetry_sdk::trace::Tracer>,
+    _telemetry: platform_telemetry::Telemetry,
     pub(crate) reload_lock: tokio::sync::Mutex<()>,
 }
 
@@ -134,6 +137,7 @@ impl EdgeState {
         certs: Arc<CertStore>,
         policy: Arc<PolicyRuntime>,
         metrics: Arc<EdgeMetrics>,
+        telemetry: platform_telemetry::Telemetry,
     ) -> Arc<Self> {
         let https = &snapshot.config().listeners.https;
         let alt_svc = https.http3.then(|| {
@@ -152,6 +156,8 @@ impl EdgeState {
             upstream_connector: Arc::new(Connector::new(None)),
             alt_svc,
             started_at: SystemTime::now(),
+            tracer: telemetry.tracer("edge"),
+            _telemetry: telemetry,
             reload_lock: tokio::sync::Mutex::new(()),
         })
     }

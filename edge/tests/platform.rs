@@ -12,7 +12,9 @@ use perf::h3client::H3Connection;
 use record_proto::records::records_service_client::RecordsServiceClient;
 use record_proto::records::{CreateRecordRequest, ListRecordsRequest, RecordFields};
 use serde_json::json;
-use testkit::{reqwest, tonic, HttpVersion, RedisServer, RunningService, ServiceEnv};
+use testkit::{
+    reqwest, tonic, HttpVersion, OtlpCollector, RedisServer, RunningService, ServiceEnv,
+};
 
 struct Platform {
     env: ServiceEnv,
@@ -24,6 +26,10 @@ struct Platform {
 impl Platform {
     /// auth and records on a fresh database, using `redis_url` (shared or private).
     async fn start(redis_url: Option<String>) -> Platform {
+        Self::start_with_env(redis_url, &[]).await
+    }
+
+    async fn start_with_env(redis_url: Option<String>, env_extra: &[(&str, &str)]) -> Platform {
         let mut env = ServiceEnv::new("platform").await.expect("service env");
         if let Some(url) = redis_url {
             env.redis_url = url;
@@ -50,7 +56,7 @@ impl Platform {
                 &testkit::workspace_bin("records").expect("records built"),
                 ("RECORDS_HTTP_ADDR", testkit::free_tcp_port()),
                 ("RECORDS_GRPC_ADDR", testkit::free_tcp_port()),
-                &[],
+                env_extra,
             )
             .expect("spawn records");
         records.wait_ready().await.expect("records ready");
@@ -510,4 +516,82 @@ plugins.jwt = { mode = "required", revocation_fail_mode = "open" }
         common::metric_sum(&metrics, "edge_revocation_redis_errors_total", &[]) >= 1.0,
         "{metrics}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_links_the_caller_the_edge_the_service_and_postgres() {
+    let collector = OtlpCollector::start().await.expect("collector");
+    let endpoint = collector.endpoint();
+    let platform = Platform::start_with_env(
+        None,
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_TRACES_SAMPLER_ARG", "1.0"),
+        ],
+    )
+    .await;
+    let edge = platform
+        .edge(
+            &format!("[tracing]\notlp_endpoint = \"{endpoint}\"\n"),
+            false,
+        )
+        .await;
+    let client = edge.client(HttpVersion::Http2);
+    let token = login(&edge, &client).await;
+
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let resp = client
+        .get(edge.url("/api/records"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(resp.status(), 200);
+
+    let in_trace = |spans: &[testkit::CollectedSpan], service: &str| {
+        spans
+            .iter()
+            .filter(|s| s.trace_id == trace_id && s.service == service)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let spans = collector
+        .wait_for(Duration::from_secs(30), |spans| {
+            !in_trace(spans, "edge").is_empty()
+                && in_trace(spans, "records")
+                    .iter()
+                    .any(|s| s.name == "postgres")
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", edge.process.logs()));
+    let edge_span = in_trace(&spans, "edge").remove(0);
+    assert_eq!(
+        edge_span.parent_span_id, caller_span,
+        "the edge continues the caller's trace"
+    );
+    let records_spans = in_trace(&spans, "records");
+    let request_span = records_spans
+        .iter()
+        .find(|s| s.parent_span_id == edge_span.span_id)
+        .unwrap_or_else(|| panic!("no records span under the edge span: {records_spans:#?}"));
+    let db_span = records_spans
+        .iter()
+        .find(|s| s.name == "postgres")
+        .expect("postgres span");
+    // The PostgreSQL span sits inside the request span (directly or through a handler span).
+    let mut parent = db_span.parent_span_id.clone();
+    let mut hops = 0;
+    while parent != request_span.span_id {
+        parent = records_spans
+            .iter()
+            .find(|s| s.span_id == parent)
+            .map(|s| s.parent_span_id.clone())
+            .unwrap_or_else(|| {
+                panic!("postgres span is not under the request span: {records_spans:#?}")
+            });
+        hops += 1;
+        assert!(hops < 10, "span chain too deep");
+    }
 }

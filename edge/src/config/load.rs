@@ -332,6 +332,22 @@ fn validate(config: &EdgeConfig, problems: &Problems<'_>) -> Vec<ConfigProblem> 
         }
     }
 
+    let tracing = &config.tracing;
+    if !(0.0..=1.0).contains(&tracing.sample_ratio) {
+        add(
+            root.key("tracing").key("sample_ratio"),
+            "must be between 0.0 and 1.0".into(),
+        );
+    }
+    if let Some(endpoint) = &tracing.otlp_endpoint {
+        if !endpoint.starts_with("http://") && !endpoint.starts_with("https://") {
+            add(
+                root.key("tracing").key("otlp_endpoint"),
+                format!("'{endpoint}' must be an http:// or https:// URL"),
+            );
+        }
+    }
+
     for issue in config.plugins.validate() {
         add(root.key("plugins").join_dotted(&issue.path), issue.message);
     }

@@ -42,6 +42,33 @@ pub struct EdgeConfig {
     pub plugins: PluginsConfig,
     #[serde(default)]
     pub logging: LoggingSection,
+    #[serde(default)]
+    pub tracing: TracingSection,
+}
+
+/// `[tracing]`: OpenTelemetry spans for each request, exported over OTLP/gRPC. Off unless an
+/// endpoint is set here or in `OTEL_EXPORTER_OTLP_ENDPOINT`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracingSection {
+    /// e.g. `http://otel-collector:4317`.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+    /// Share of new traces recorded; a sampled caller's trace is always followed.
+    #[serde(default = "defaults::sample_ratio")]
+    pub sample_ratio: f64,
+    #[serde(default = "defaults::service_name")]
+    pub service_name: String,
+}
+
+impl Default for TracingSection {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            sample_ratio: defaults::sample_ratio(),
+            service_name: defaults::service_name(),
+        }
+    }
 }
 
 /// `[server]`: the process.
@@ -674,5 +701,11 @@ mod defaults {
     }
     pub fn log_format() -> LogFormat {
         LogFormat::Json
+    }
+    pub fn sample_ratio() -> f64 {
+        1.0
+    }
+    pub fn service_name() -> String {
+        "edge".into()
     }
 }

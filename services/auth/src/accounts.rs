@@ -83,7 +83,6 @@ impl Accounts {
     pub fn jwks(&self) -> serde_json::Value {
         self.keys.load().jwks()
     }
-
     pub async fn register(&self, email: &str, password: &str) -> ApiResult<User> {
         let email = validate::email(email)?;
         validate::new_password(password)?;
@@ -218,6 +217,7 @@ impl Accounts {
         })
     }
 
+    #[tracing::instrument(name = "postgres", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "me"))]
     pub async fn me(&self, caller: &Caller) -> ApiResult<User> {
         let client = self.pool.get().await?;
         let row = client
@@ -290,6 +290,7 @@ impl Accounts {
         Ok(())
     }
 
+    #[tracing::instrument(name = "postgres", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "token_expiry"))]
     async fn token_expiry(&self, jti: Uuid, user_id: Uuid) -> Option<DateTime<Utc>> {
         let lookup = async {
             let client = self.pool.get().await.map_err(ApiError::from)?;
@@ -312,6 +313,7 @@ impl Accounts {
         }
     }
 
+    #[tracing::instrument(name = "postgres", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "record_logout"))]
     async fn record_logout(&self, user_id: Uuid, jti: Option<Uuid>) -> ApiResult<()> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -332,6 +334,7 @@ impl Accounts {
     }
 
     /// Forgets tokens that expired more than a day ago (their revocations expired in Redis).
+    #[tracing::instrument(name = "postgres", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "prune_expired_tokens"))]
     pub async fn prune_expired_tokens(&self) -> ApiResult<u64> {
         let client = self.pool.get().await?;
         Ok(client

@@ -10,6 +10,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
+use platform_telemetry::OpenTelemetrySpanExt;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
@@ -185,7 +186,15 @@ pub async fn observe_http(
         Some(path) => format!("{method} {}", path.as_str()),
         None => format!("{method} unmatched"),
     };
-    let span = tracing::info_span!("http", request_id = %request_id, operation = %operation);
+    let span = tracing::info_span!(
+        "http",
+        request_id = %request_id,
+        operation = %operation,
+        otel.name = %operation,
+        otel.kind = "server",
+    );
+    // Continue the edge's trace (W3C traceparent); a no-op when tracing is off.
+    let _ = span.set_parent(platform_telemetry::extract(request.headers()));
     let path = request.uri().path().to_string();
     let mut response = next.run(request).instrument(span.clone()).await;
     let elapsed = started.elapsed();
@@ -208,11 +217,15 @@ pub async fn observe_http(
 
 /// For tonic's `Server::trace_fn`: every event inside a gRPC call carries its request id.
 pub fn grpc_span(request: &http::Request<()>) -> tracing::Span {
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "grpc",
         request_id = %request_id(request.headers()),
-        path = %request.uri().path()
-    )
+        path = %request.uri().path(),
+        otel.name = %request.uri().path(),
+        otel.kind = "server",
+    );
+    let _ = span.set_parent(platform_telemetry::extract(request.headers()));
+    span
 }
 
 #[cfg(test)]

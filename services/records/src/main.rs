@@ -82,17 +82,25 @@ fn main() -> anyhow::Result<()> {
         std::env::args_os().collect(),
         SUBCOMMANDS,
     ));
-    service_common::telemetry::init_json_logging();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // Logs, and span export when OTEL_EXPORTER_OTLP_ENDPOINT is set (on this runtime).
+    let mut telemetry = {
+        let _entered = runtime.enter();
+        service_common::telemetry::init("records")
+    };
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve(*args).await,
             Command::Migrate(db) => migrate(&db).await,
         }
     });
+    {
+        let _entered = runtime.enter();
+        telemetry.shutdown();
+    }
     if let Err(err) = &result {
         tracing::error!(error = format!("{err:#}"), "records failed");
     }

@@ -202,6 +202,7 @@ impl Store {
         Self { pool }
     }
 
+    #[tracing::instrument(name = "postgres", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "create"))]
     pub async fn create(&self, user_id: Uuid, data: &RecordData) -> ApiResult<Record> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -222,6 +223,7 @@ impl Store {
         record(&row)
     }
 
+    #[tracing::instrument(name = "postgres", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "get"))]
     pub async fn get(&self, user_id: Uuid, id: Uuid) -> ApiResult<Option<Record>> {
         let client = self.pool.get().await?;
         let sql = format!("SELECT {COLUMNS} FROM records.records WHERE id = $1 AND user_id = $2");
@@ -234,6 +236,7 @@ impl Store {
     }
 
     /// Newest first; `after` continues from a previous page.
+    #[tracing::instrument(name = "postgres", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "list"))]
     pub async fn list(&self, user_id: Uuid, limit: u32, after: Option<Cursor>) -> ApiResult<Page> {
         let client = self.pool.get().await?;
         let fetch = i64::from(limit) + 1;
@@ -273,6 +276,7 @@ impl Store {
 
     /// Replaces all writable fields of the record if it is the user's; `edit` gets the
     /// current values (read under `FOR UPDATE`, so concurrent PATCHes do not lose changes).
+    #[tracing::instrument(name = "postgres", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "update"))]
     pub async fn update(
         &self,
         user_id: Uuid,
@@ -304,6 +308,7 @@ impl Store {
         record(&row).map(Some)
     }
 
+    #[tracing::instrument(name = "postgres", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "delete"))]
     pub async fn delete(&self, user_id: Uuid, id: Uuid) -> ApiResult<bool> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -322,6 +327,7 @@ impl Store {
     }
 
     /// The user's cache version (0 before their first mutation).
+    #[tracing::instrument(name = "postgres", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "cache_version"))]
     pub async fn cache_version(&self, user_id: Uuid) -> ApiResult<i64> {
         let client = self.pool.get().await?;
         let row = client
@@ -340,6 +346,7 @@ impl Store {
     /// ignored). Candidates come from the GIN index on (user_id, search_text); ranking puts an
     /// exact field match first, then a substring match, then fuzzy matches, each tier ordered
     /// by the best per-field word similarity.
+    #[tracing::instrument(name = "postgres", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "search"))]
     pub async fn search(
         &self,
         user_id: Uuid,
@@ -384,6 +391,7 @@ impl Store {
     }
 
     /// Counts by format and grades, total and average spent, in one pass (GROUPING SETS).
+    #[tracing::instrument(name = "postgres", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "stats"))]
     pub async fn stats(&self, user_id: Uuid) -> ApiResult<Stats> {
         let client = self.pool.get().await?;
         let rows = client
