@@ -538,17 +538,6 @@ async fn send_edge_response(
     }
 }
 
-fn is_idempotent(method: &http::Method) -> bool {
-    matches!(
-        *method,
-        http::Method::GET
-            | http::Method::HEAD
-            | http::Method::OPTIONS
-            | http::Method::PUT
-            | http::Method::DELETE
-    )
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn proxy(
     state: &EdgeState,
@@ -630,7 +619,7 @@ async fn proxy(
                     .inc();
                 tracing::debug!(%err, cluster = %cluster.name, "upstream connect failed");
                 if retries_left > 0
-                    && is_idempotent(&request.method)
+                    && pipeline::is_idempotent(&request.method)
                     && cluster.has_untried_backend(&tried)
                 {
                     retries_left -= 1;

@@ -58,6 +58,18 @@ pub enum Admission {
     Forward(Forward),
 }
 
+/// Methods a retry may repeat (RFC 9110 section 9.2.2).
+pub fn is_idempotent(method: &http::Method) -> bool {
+    matches!(
+        *method,
+        http::Method::GET
+            | http::Method::HEAD
+            | http::Method::OPTIONS
+            | http::Method::PUT
+            | http::Method::DELETE
+    )
+}
+
 /// `content-type: application/grpc`, `application/grpc+proto`, `application/grpc-web...`.
 pub fn is_grpc(headers: &HeaderMap) -> bool {
     headers
@@ -393,6 +405,14 @@ mod tests {
         assert!(header_limit_problem(&headers, &limits)
             .expect("too many")
             .contains("headers exceed"));
+    }
+
+    #[test]
+    fn only_safe_or_idempotent_methods_are_retried() {
+        assert!(is_idempotent(&http::Method::GET));
+        assert!(is_idempotent(&http::Method::PUT));
+        assert!(!is_idempotent(&http::Method::POST));
+        assert!(!is_idempotent(&http::Method::PATCH));
     }
 
     #[test]

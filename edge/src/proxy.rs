@@ -182,17 +182,6 @@ fn classify_failure(error: &Error, ctx: &RequestCtx) -> Option<(ErrorKind, &'sta
     }
 }
 
-fn is_idempotent(method: &http::Method) -> bool {
-    matches!(
-        *method,
-        http::Method::GET
-            | http::Method::HEAD
-            | http::Method::OPTIONS
-            | http::Method::PUT
-            | http::Method::DELETE
-    )
-}
-
 #[async_trait]
 impl ProxyHttp for EdgeProxy {
     type CTX = RequestCtx;
@@ -380,7 +369,7 @@ impl ProxyHttp for EdgeProxy {
             .is_some_and(|f| f.route.cluster.has_untried_backend(&ctx.tried));
         if alternative
             && ctx.retries_left > 0
-            && is_idempotent(&session.req_header().method)
+            && pipeline::is_idempotent(&session.req_header().method)
             && ctx.body_bytes == 0
         {
             ctx.retries_left -= 1;
@@ -580,18 +569,5 @@ impl ProxyHttp for EdgeProxy {
                 error: ctx.failure.or_else(|| e.map(|e| e.etype().as_str())),
             });
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_safe_or_idempotent_methods_are_retried() {
-        assert!(is_idempotent(&http::Method::GET));
-        assert!(is_idempotent(&http::Method::PUT));
-        assert!(!is_idempotent(&http::Method::POST));
-        assert!(!is_idempotent(&http::Method::PATCH));
     }
 }

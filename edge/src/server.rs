@@ -235,7 +235,7 @@ pub fn run(config: Option<&Path>, upgrade: bool) -> anyhow::Result<()> {
     }
     server.add_service(proxy);
 
-    if let Some(http) = &config.listeners.http {
+    if let Some(http) = config.listeners.http.as_ref().filter(|h| h.enabled) {
         let mut redirect = Service::new(
             "edge http redirect".to_string(),
             HttpServer::new_app(RedirectApp::new(state.clone())),

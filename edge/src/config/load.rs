@@ -204,7 +204,7 @@ fn validate(config: &EdgeConfig, problems: &Problems<'_>) -> Vec<ConfigProblem> 
         ),
         (root.key("admin").key("address"), config.admin.address),
     ];
-    if let Some(http) = &config.listeners.http {
+    if let Some(http) = config.listeners.http.as_ref().filter(|h| h.enabled) {
         tcp_addresses.push((
             root.key("listeners").key("http").key("address"),
             http.address,

@@ -106,7 +106,7 @@ pub struct ServerSection {
 pub struct ListenersSection {
     #[serde(default)]
     pub https: HttpsListener,
-    /// Plain HTTP: `/healthz` and a 308 to https for everything else. Omit to disable.
+    /// Plain HTTP: `/healthz` and a 308 to https for everything else.
     #[serde(default = "defaults::http_listener")]
     pub http: Option<HttpListener>,
 }
@@ -157,6 +157,9 @@ impl Default for HttpsListener {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpListener {
+    /// `false` turns the plain-HTTP listener off.
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
     #[serde(default = "defaults::http_address")]
     pub address: SocketAddr,
     /// Port in the `location` of redirects (defaults to the https listener's, or its
@@ -587,6 +590,7 @@ mod defaults {
     }
     pub fn http_listener() -> Option<HttpListener> {
         Some(HttpListener {
+            enabled: true,
             address: http_address(),
             redirect_port: None,
         })
