@@ -48,7 +48,7 @@ if [[ " $PROXIES " == *" edge "* && " $SCENARIOS " == *" chain "* && " $PROXIES 
 fi
 
 if [ "$QUICK" = 1 ]; then
-  RUNS="${RUNS:-1}"; DURATION="${DURATION:-2}"; WARMUP=1; HS_DURATION=2
+  RUNS="${RUNS:-1}"; DURATION="${DURATION:-2}"; WARMUP=1; HS_DURATION=1.5
   IDLE_COUNTS="1000"; IDLE_HOLD=1; PG_ARGS=(--quick --seconds 5)
   README_UPDATE="${README_UPDATE:-0}"; SUFFIX="-quick"
 else

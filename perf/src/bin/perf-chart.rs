@@ -210,7 +210,7 @@ fn find<'a>(groups: &'a [Group], scenario: &str, proxy: &str) -> Option<&'a Grou
 fn primary_metrics(scenario: &str) -> Vec<(&'static str, &'static str)> {
     if scenario.starts_with("idle") {
         vec![("per_conn_kib", "RSS KiB per idle connection")]
-    } else if scenario.starts_with("open-loop") {
+    } else if scenario.starts_with("open-loop") || scenario.starts_with("fixed-rate") {
         vec![("p99_us", "p99 latency µs"), ("p50_us", "p50 latency µs")]
     } else if scenario.starts_with("pg-") {
         vec![("rps", "transactions/s"), ("p99_us", "p99 latency µs")]
@@ -397,9 +397,12 @@ fn ratios(groups: &[Group]) -> String {
         "(no goal)",
         |_| true,
     );
-    let direct = find(groups, "open-loop-2k", "direct");
-    for proxy in ["edge", "nginx", "haproxy", "envoy", "caddy"] {
-        if let (Some(d), Some(p)) = (direct, find(groups, "open-loop-2k", proxy)) {
+    for (scenario, proxy) in ["open-loop-2k", "fixed-rate-2k"]
+        .iter()
+        .flat_map(|s| ["edge", "nginx", "haproxy", "envoy", "caddy"].map(|p| (*s, p)))
+    {
+        let direct = find(groups, scenario, "direct");
+        if let (Some(d), Some(p)) = (direct, find(groups, scenario, proxy)) {
             let added = |k: &str| match (p.get(k), d.get(k)) {
                 (Some(a), Some(b)) => format!("{:.0}", a - b),
                 _ => "–".into(),
@@ -419,7 +422,7 @@ fn ratios(groups: &[Group]) -> String {
             };
             let _ = writeln!(
                 out,
-                "- open loop 2k req/s, {proxy} added latency over direct: p50 {} µs, p99 {} µs, p99.9 {} µs{verdict}",
+                "- {scenario}, {proxy} added latency over direct: p50 {} µs, p99 {} µs, p99.9 {} µs{verdict}",
                 added("p50_us"),
                 added("p99_us"),
                 added("p999_us"),
