@@ -24,7 +24,14 @@ mkdir -p "$LOGS" "$RUN" "$SECRETS"
 chmod 700 "$SECRETS"
 
 # step NAME LOGFILE: announce a step; on failure the trap names it and shows its log tail.
+# Each step prints how long the previous one took, so slow steps show up in CI logs.
 step() {
+  local now
+  now=$(date +%s)
+  if [ -n "${CURRENT_STEP:-}" ]; then
+    printf '    (%s: %ss)\n' "$CURRENT_STEP" "$(( now - STEP_STARTED ))"
+  fi
+  STEP_STARTED=$now
   CURRENT_STEP="$1"
   CURRENT_LOG="${2:-}"
   printf '==> %s\n' "$CURRENT_STEP"

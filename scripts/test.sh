@@ -35,4 +35,5 @@ if [ -x "$ROOT/scripts/k8s-validate.sh" ]; then
   "$ROOT/scripts/k8s-validate.sh"
 fi
 
+step "done"
 echo "==> all green in $(( $(date +%s) - started ))s"
