@@ -28,7 +28,7 @@ chmod 700 "$SECRETS"
 step() {
   local now
   now=$(date +%s)
-  if [ -n "${CURRENT_STEP:-}" ]; then
+  if [ -n "${STEP_STARTED:-}" ]; then
     printf '    (%s: %ss)\n' "$CURRENT_STEP" "$(( now - STEP_STARTED ))"
   fi
   STEP_STARTED=$now
