@@ -5,6 +5,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+// Per request, Pingora and the pipeline allocate and free dozens of small objects
+// (headers, tasks, buffers); glibc malloc spent ~17 % of the proxy thread's CPU on them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "edge",

@@ -267,14 +267,18 @@ pub fn prepare_upstream_request(
     forward: &Forward,
     peer: Option<SocketAddr>,
 ) -> pingora_error::Result<()> {
-    let spoofable: Vec<HeaderName> = request
-        .headers
-        .keys()
-        .filter(|name| is_identity_header(name))
-        .cloned()
-        .collect();
-    for name in spoofable {
-        request.remove_header(&name);
+    // Collected first (a header map cannot shrink while iterated); nearly every
+    // request has none, so this allocates nothing.
+    if request.headers.keys().any(is_identity_header) {
+        let spoofable: Vec<HeaderName> = request
+            .headers
+            .keys()
+            .filter(|name| is_identity_header(name))
+            .cloned()
+            .collect();
+        for name in spoofable {
+            request.remove_header(&name);
+        }
     }
     for name in &forward.upstream_edits.remove {
         request.remove_header(name);

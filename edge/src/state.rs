@@ -9,6 +9,7 @@ use gateway_plugins::client_ip::ClientIpResolver;
 use gateway_plugins::PolicyRuntime;
 use http::HeaderValue;
 use pingora_core::connectors::http::Connector;
+use pingora_core::connectors::ConnectorOptions;
 
 use crate::certs::CertStore;
 use crate::config::locate::KeyPath;
@@ -146,6 +147,7 @@ impl EdgeState {
                 .unwrap_or_else(|_| HeaderValue::from_static("clear"))
         });
         metrics.config_version.set(snapshot.version as i64);
+        let upstream_pool_size = snapshot.config().server.upstream_keepalive_pool_size;
         Arc::new(Self {
             config_path: snapshot.loaded.path.clone(),
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -153,7 +155,10 @@ impl EdgeState {
             policy,
             metrics,
             health_connector: Arc::new(Connector::new(None)),
-            upstream_connector: Arc::new(Connector::new(None)),
+            // The HTTP/3 path's pool, sized like the TCP path's (`[server]`).
+            upstream_connector: Arc::new(Connector::new(Some(ConnectorOptions::new(
+                upstream_pool_size,
+            )))),
             alt_svc,
             started_at: SystemTime::now(),
             tracer: telemetry.tracer("edge"),

@@ -190,6 +190,12 @@ fn validate(config: &EdgeConfig, problems: &Problems<'_>) -> Vec<ConfigProblem> 
             "must be at least 1".into(),
         );
     }
+    if config.server.upstream_keepalive_pool_size == 0 {
+        add(
+            root.key("server").key("upstream_keepalive_pool_size"),
+            "must be at least 1 (0 would reopen an upstream connection for every request)".into(),
+        );
+    }
     let https = &config.listeners.https;
     if !https.health_path.starts_with('/') {
         add(
@@ -544,6 +550,19 @@ upstream = "records"
         let err = load(&text).expect_err("type error");
         assert_eq!(err.problems[0].key, "server.threads", "{err}");
         assert_eq!(err.problems[0].line, Some(2), "{err}");
+    }
+
+    #[test]
+    fn empty_upstream_pool_is_rejected_at_its_line() {
+        let text = format!("[server]\nthreads = 1\nupstream_keepalive_pool_size = 0\n{GOOD}");
+        let err = load(&text).expect_err("pool of 0");
+        assert_eq!(
+            err.problems[0].key, "server.upstream_keepalive_pool_size",
+            "{err}"
+        );
+        assert_eq!(err.problems[0].line, Some(3), "{err}");
+        let loaded = load(GOOD).expect("defaults");
+        assert_eq!(loaded.config.server.upstream_keepalive_pool_size, 1024);
     }
 
     #[test]

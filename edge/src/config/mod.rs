@@ -98,6 +98,11 @@ pub struct ServerSection {
     /// Watch the config file and the certificate files, reloading on change (SIGHUP always works).
     #[serde(default = "defaults::yes")]
     pub watch: bool,
+    /// Idle upstream connections kept for reuse, across all backends. Must cover the
+    /// requests in flight at peak (h2 clients multiply them by their streams), or the
+    /// excess connections are closed after each response and reopened.
+    #[serde(default = "defaults::upstream_keepalive_pool_size")]
+    pub upstream_keepalive_pool_size: usize,
 }
 
 /// `[listeners]`
@@ -509,6 +514,7 @@ impl Default for ServerSection {
             pid_file: defaults::pid_file(),
             upgrade_sock: defaults::upgrade_sock(),
             watch: true,
+            upstream_keepalive_pool_size: defaults::upstream_keepalive_pool_size(),
         }
     }
 }
@@ -569,6 +575,9 @@ mod defaults {
     }
     pub fn threads() -> usize {
         2
+    }
+    pub fn upstream_keepalive_pool_size() -> usize {
+        1024
     }
     pub fn grace_period() -> Duration {
         Duration::from_secs(10)
