@@ -411,14 +411,24 @@ fn ratios(groups: &[Group]) -> String {
                 (Some(a), Some(b)) => Some(a - b),
                 _ => None,
             };
-            let verdict = if proxy == "edge" {
+            // k6 shares CPU 0 with the backend and cannot hold 2k req/s there: its own
+            // scheduling delay (tens of ms at p99, direct included) swamps what a proxy adds,
+            // so only h2load's fixed-rate run is held against the goal.
+            let verdict = if proxy == "edge" && scenario == "open-loop-2k" {
+                match d.get("p99_us") {
+                    Some(v) => format!(
+                        " — not judged: k6 is CPU-starved here (direct's own p99 {v:.0} µs); see fixed-rate-2k"
+                    ),
+                    None => String::new(),
+                }
+            } else if proxy == "edge" {
                 match p99_added {
-                    Some(v) if v <= 150.0 => " — goal p99 ≤ 150 µs: met",
-                    Some(_) => " — goal p99 ≤ 150 µs: NOT met",
-                    None => "",
+                    Some(v) if v <= 150.0 => " — goal p99 ≤ 150 µs: met".to_string(),
+                    Some(_) => " — goal p99 ≤ 150 µs: NOT met".to_string(),
+                    None => String::new(),
                 }
             } else {
-                ""
+                String::new()
             };
             let _ = writeln!(
                 out,
