@@ -107,7 +107,7 @@ redis_up() {
     return
   fi
   if (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null; then
-    if redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; then
+    if [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null || true)" = PONG ]; then
       echo "    using the Redis already running on 127.0.0.1:$REDIS_PORT"
       return
     fi
@@ -117,7 +117,7 @@ redis_up() {
   redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$DEV/redis" --daemonize yes \
     --pidfile "$RUN/redis.pid" --logfile "$LOGS/redis.log" --appendonly yes --save "" >/dev/null
   local i=0
-  until redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; do
+  until [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null || true)" = PONG ]; do
     i=$((i + 1))
     [ "$i" -lt 150 ] || { echo "Redis did not answer PING" >&2; false; }
     sleep 0.2

@@ -12,7 +12,8 @@ PACKAGES=(
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+  # Compared, not piped into `grep -q`: under pipefail an early-exiting grep can fail the pipeline.
+  if [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)" != "install ok installed" ]; then
     missing+=("$pkg")
   fi
 done

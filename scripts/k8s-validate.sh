@@ -67,8 +67,11 @@ with open(out, "wb") as f:
     f.write(data)
 os.chmod(out, 0o755)
 PYEOF
-  "$KUBECTL.tmp" version --client 2>/dev/null | grep -q "Client Version: $KUBECTL_VERSION" \
-    || fail "the extracted kubectl does not report $KUBECTL_VERSION"
+  # Captured first, then matched: `kubectl version | grep -q` under pipefail fails whenever
+  # grep exits at the first match and kubectl gets SIGPIPE writing its next line.
+  kubectl_version="$("$KUBECTL.tmp" version --client 2>/dev/null || true)"
+  [[ "$kubectl_version" == *"Client Version: $KUBECTL_VERSION"* ]] \
+    || fail "the extracted kubectl does not report $KUBECTL_VERSION (it said: ${kubectl_version:-nothing})"
   mv "$KUBECTL.tmp" "$KUBECTL"
   rm -rf "$download"
 fi
@@ -107,7 +110,8 @@ target="${CARGO_TARGET_DIR:-$ROOT/target}"
 newest() {  # the most recently built of the given files that exist, or nothing
   local f found=()
   for f in "$@"; do [ -x "$f" ] && found+=("$f"); done
-  [ "${#found[@]}" -gt 0 ] && ls -t "${found[@]}" | head -n 1
+  # sed reads all of ls's output (head would exit early and SIGPIPE ls under pipefail).
+  [ "${#found[@]}" -gt 0 ] && ls -t "${found[@]}" | sed -n 1p
   return 0
 }
 EDGE="$(newest "$target/debug/edge" "$target/release/edge")"

@@ -162,17 +162,20 @@ impl Edge {
             config_path,
             process,
         };
-        testkit::wait_for_http_ok(&edge.admin_url("/healthz"), READY_TIMEOUT)
+        let admin_healthz = edge.admin_url("/healthz");
+        if let Err(e) = edge
+            .process
+            .wait_for_http_ok(&admin_healthz, READY_TIMEOUT)
             .await
-            .unwrap_or_else(|e| panic!("edge did not start: {e}\n{}", edge.process.logs()));
+        {
+            panic!("edge did not start: {e:#}");
+        }
         // Pingora starts each service on its own runtime: the admin listener can answer
         // before the HTTPS listener accepts.
-        testkit::wait_for_tcp(
-            SocketAddr::from(([127, 0, 0, 1], edge.https_port)),
-            READY_TIMEOUT,
-        )
-        .await
-        .unwrap_or_else(|e| panic!("HTTPS listener not up: {e}\n{}", edge.process.logs()));
+        let https = SocketAddr::from(([127, 0, 0, 1], edge.https_port));
+        if let Err(e) = edge.process.wait_for_tcp(https, READY_TIMEOUT).await {
+            panic!("HTTPS listener not up: {e:#}\n{}", edge.process.logs());
+        }
         edge
     }
 
@@ -220,9 +223,13 @@ impl Edge {
 
     /// Waits until admin `/readyz` says ready (every required cluster healthy).
     pub async fn wait_ready(&self) {
-        testkit::wait_for_http_ok(&self.admin_url("/readyz"), READY_TIMEOUT)
+        if let Err(e) = self
+            .process
+            .wait_for_http_ok(&self.admin_url("/readyz"), READY_TIMEOUT)
             .await
-            .unwrap_or_else(|e| panic!("edge not ready: {e}\n{}", self.process.logs()));
+        {
+            panic!("edge not ready: {e:#}\n{}", self.process.logs());
+        }
     }
 
     /// Polls until `check` is true for the metrics text.

@@ -13,7 +13,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -60,24 +60,19 @@ pub fn workspace_bin(name: &str) -> Result<PathBuf> {
     )
 }
 
-/// A TCP port that was free a moment ago on 127.0.0.1. A child process binds it next;
-/// the kernel hands out ephemeral ports in a way that makes a collision between
-/// parallel tests unlikely, and a collision fails loudly (the child cannot bind).
+mod ports;
+
+/// A TCP port on 127.0.0.1 for a child process to bind: free now, and reserved for this
+/// test process, so no other caller here or in a parallel test process gets it (see
+/// `ports.rs`).
 pub fn free_tcp_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr").port()
+    ports::reserve(false)
 }
 
-/// A port free on both TCP and UDP (for a listener serving TLS over TCP and QUIC over UDP).
+/// A port free on both TCP and UDP (for a listener serving TLS over TCP and QUIC over
+/// UDP), reserved like [`free_tcp_port`].
 pub fn free_tcp_udp_port() -> u16 {
-    for _ in 0..100 {
-        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
-        let port = tcp.local_addr().expect("local_addr").port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no port free on both TCP and UDP after 100 tries")
+    ports::reserve(true)
 }
 
 /// Polls until something accepts TCP connections on `addr`.
@@ -245,6 +240,63 @@ impl ChildProcess {
         match self.child.as_mut() {
             Some(child) => matches!(child.try_wait(), Ok(None)),
             None => false,
+        }
+    }
+
+    /// Polls `url` (plain HTTP) until it answers 200, failing at once — with the exit
+    /// status and the log tail — if the process exits first (a bad config, a port
+    /// taken), instead of waiting out `timeout` for a process that is gone.
+    pub async fn wait_for_http_ok(&self, url: &str, timeout: Duration) -> Result<()> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let deadline = Instant::now() + timeout;
+        let mut last = String::from("no attempt");
+        while Instant::now() < deadline {
+            self.bail_if_exited()?;
+            match client.get(url).send().await {
+                Ok(resp) if resp.status() == 200 => return Ok(()),
+                Ok(resp) => last = format!("status {}", resp.status()),
+                Err(err) => last = err.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        bail!("{url} not ready after {timeout:?}: {last}")
+    }
+
+    /// Polls until something accepts TCP connections on `addr`; fails at once if the
+    /// process exits first.
+    pub async fn wait_for_tcp(&self, addr: SocketAddr, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.bail_if_exited()?;
+            match tokio::net::TcpStream::connect(addr).await {
+                Ok(_) => return Ok(()),
+                Err(err) if Instant::now() >= deadline => {
+                    bail!("nothing listening on {addr} after {timeout:?}: {err}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+
+    /// Fails with the exit status and log tail once the process has exited. `waitid` with
+    /// `WNOWAIT` looks without reaping, so `&self` is enough and `kill`/`wait_exit` still
+    /// find the child.
+    fn bail_if_exited(&self) -> Result<()> {
+        use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+        if self.child.is_none() {
+            bail!("{} was already reaped", self.name);
+        }
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        match waitid(Id::Pid(nix::unistd::Pid::from_raw(self.pid() as i32)), flags) {
+            Ok(WaitStatus::StillAlive) => Ok(()),
+            Ok(status) => bail!(
+                "{} exited ({status:?}) before it was ready; its log:\n{}",
+                self.name,
+                tail(&self.logs(), 40)
+            ),
+            Err(err) => bail!("{}: waitid: {err}", self.name),
         }
     }
 
@@ -472,7 +524,9 @@ impl RunningService {
 
     /// Waits until `/readyz` answers 200 (PostgreSQL and Redis reachable, migrated).
     pub async fn wait_ready(&self) -> Result<()> {
-        wait_for_http_ok(&self.url("/readyz"), Duration::from_secs(60))
+        let url = self.url("/readyz");
+        self.child
+            .wait_for_http_ok(&url, Duration::from_secs(60))
             .await
             .with_context(|| {
                 format!(
@@ -816,6 +870,7 @@ pub async fn grpc_h2c_channel(port: u16) -> Result<tonic::transport::Channel> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{TcpListener, UdpSocket};
 
     #[test]
     fn free_tcp_udp_port_is_bindable_on_both() {
@@ -885,6 +940,30 @@ mod tests {
         );
         proxy.resume().await.expect("resume");
         assert_eq!(&round_trip(proxy.addr()).await.expect("again").0, b"ping");
+    }
+
+    #[tokio::test]
+    async fn waiting_for_readiness_fails_at_once_when_the_child_exits() {
+        let child = ChildProcess::spawn(
+            "exits",
+            Path::new("/bin/sh"),
+            &["-c", "echo cannot bind; exit 3"],
+            &[],
+        )
+        .expect("spawn sh");
+        let started = Instant::now();
+        let port = free_tcp_port();
+        let err = child
+            .wait_for_http_ok(&format!("http://127.0.0.1:{port}/"), Duration::from_secs(60))
+            .await
+            .expect_err("a child that exited is never ready");
+        let text = format!("{err:#}");
+        assert!(text.contains("exited") && text.contains("cannot bind"), "{text}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "waited {:?} for a process that had exited",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]
