@@ -448,6 +448,9 @@ pub enum CertReload {
     Unchanged,
 }
 
+/// A validated certificate set not yet serving (see [`CertStore::prepare`]).
+pub struct PreparedCerts(CertSet);
+
 /// The hot-swappable certificate store shared by the TCP and QUIC front ends.
 pub struct CertStore {
     current: ArcSwap<CertSet>,
@@ -494,9 +497,20 @@ impl CertStore {
         }
     }
 
-    /// Rebuilds the set from `[tls]` and swaps it in if it validates and changed.
+    /// Rebuilds the set from `[tls]` and swaps it in if it validates and changed
+    /// (`prepare` then `install`, for a certificates-only reload).
     pub async fn reload(&self, tls: &TlsSection) -> Result<CertReload, CertError> {
         let _serialised = self.reload_lock.lock().await;
+        match self.prepare(tls).await? {
+            Some(set) => Ok(self.install(set)),
+            None => Ok(CertReload::Unchanged),
+        }
+    }
+
+    /// Loads and validates the set `[tls]` names WITHOUT installing it: `None` when the
+    /// files are unchanged. A config reload prepares certificates first and installs them
+    /// only once everything else in the new config validated too.
+    pub async fn prepare(&self, tls: &TlsSection) -> Result<Option<PreparedCerts>, CertError> {
         let current = self.current.load_full();
         if tls.default.is_some()
             && fingerprint_files(tls) == current.fingerprint
@@ -506,7 +520,7 @@ impl CertStore {
                 .cert_reloads
                 .with_label_values(&["unchanged"])
                 .inc();
-            return Ok(CertReload::Unchanged);
+            return Ok(None);
         }
         let generation = self.generation.load(Ordering::Relaxed) + 1;
         // Reading and verifying files is blocking work; keep it off the async workers.
@@ -515,18 +529,7 @@ impl CertStore {
             .await
             .map_err(|e| CertError::Generate(format!("certificate loader panicked: {e}")))?;
         match loaded {
-            Ok(set) => {
-                self.generation.store(generation, Ordering::Relaxed);
-                let serial = set.default.info.serial.clone();
-                self.current.store(Arc::new(set));
-                self.export_expiry();
-                self.metrics
-                    .cert_reloads
-                    .with_label_values(&["applied"])
-                    .inc();
-                tracing::info!(generation, default_serial = %serial, "certificates reloaded");
-                Ok(CertReload::Applied { generation })
-            }
+            Ok(set) => Ok(Some(PreparedCerts(set))),
             Err(err) => {
                 self.metrics
                     .cert_reloads
@@ -536,6 +539,22 @@ impl CertStore {
                 Err(err)
             }
         }
+    }
+
+    /// Swaps a prepared set in (one atomic store; handshakes in flight keep the old one).
+    pub fn install(&self, prepared: PreparedCerts) -> CertReload {
+        let set = prepared.0;
+        let generation = set.generation;
+        self.generation.store(generation, Ordering::Relaxed);
+        let serial = set.default.info.serial.clone();
+        self.current.store(Arc::new(set));
+        self.export_expiry();
+        self.metrics
+            .cert_reloads
+            .with_label_values(&["applied"])
+            .inc();
+        tracing::info!(generation, default_serial = %serial, "certificates reloaded");
+        CertReload::Applied { generation }
     }
 
     fn export_expiry(&self) {

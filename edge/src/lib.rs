@@ -1,19 +1,23 @@
 //! The Record Platform edge: one binary serving TLS 1.2/1.3 with HTTP/1.1 and HTTP/2
-//! (Pingora) and HTTP/3 (tokio-quiche) on the same port, routing to the auth and records
-//! services through one route table, one policy chain and one set of upstream clusters.
+//! (Pingora) and HTTP/3 (tokio-quiche) on the same port. Every request, whatever its
+//! protocol, goes through ONE `HttpProxy<EdgeProxy>` (`proxy`): one route table, one
+//! policy chain and one upstream pool, all read from one `ArcSwap` snapshot (`state`).
+//!
+//! The library exists for the binary (`main.rs` calls [`server::run`] and
+//! [`server::check`]) and for unit tests; nothing else is public.
 
-pub mod access_log;
-pub mod admin;
-pub mod certs;
-pub mod config;
-pub mod h3;
-pub mod metrics;
-pub mod pipeline;
-pub mod proxy;
-pub mod reload;
-pub mod routes;
+mod access_log;
+mod admin;
+mod certs;
+mod config;
+mod h3;
+mod metrics;
+mod pipeline;
+mod proxy;
+mod reload;
+mod routes;
 pub mod server;
-pub mod state;
-pub mod tls;
-pub mod trace;
-pub mod upstream;
+mod state;
+mod tls;
+mod trace;
+mod upstream;

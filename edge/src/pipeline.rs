@@ -1,10 +1,10 @@
 //! The one request pipeline every downstream protocol goes through.
 //!
-//! h1/h2 (Pingora's `ProxyHttp`) and h3 (tokio-quiche) both turn a request into
-//! `http::request::Parts` and call [`admit`]: limits, the edge's own health endpoint,
-//! routing, the route's policy chain. What comes back is either a response to write or
-//! a [`Forward`] that both paths turn into the upstream request with
-//! [`prepare_upstream_request`] and decorate the response with [`decorate_response`].
+//! `EdgeProxy::request_filter` (h1, h2 and h3 alike) calls [`admit`]: limits, 0-RTT
+//! safety, the edge's own health endpoint, routing, the route's policy chain. What comes
+//! back is either a response to write or a [`Forward`] that `upstream_request_filter`
+//! turns into the upstream request with [`prepare_upstream_request`];
+//! [`decorate_response`] adds what every response gets.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -28,6 +28,8 @@ pub struct Downstream {
     pub peer_addr: Option<SocketAddr>,
     pub protocol: Protocol,
     pub tls: Option<TlsInfo>,
+    /// The request came in TLS 1.3 / QUIC early data (0-RTT), which an attacker can replay.
+    pub early_data: bool,
 }
 
 /// A request the edge answers itself.
@@ -106,6 +108,26 @@ pub async fn admit(snapshot: &Snapshot, parts: &Parts, downstream: &Downstream) 
             None,
             "headers_too_large",
         );
+    }
+
+    // 0-RTT data can be replayed: only safe methods may act on it (RFC 8470 section 5.2);
+    // anything else gets 425 and the client retries after the handshake.
+    if downstream.early_data
+        && !matches!(
+            parts.method,
+            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+        )
+    {
+        let mut response = edge_error(
+            ErrorKind::BadRequest,
+            "too_early",
+            "retry after the handshake completes",
+            grpc,
+        );
+        if !grpc {
+            response.status = StatusCode::TOO_EARLY;
+        }
+        return answer(response, None, "too_early");
     }
 
     let path = parts.uri.path();

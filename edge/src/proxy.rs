@@ -1,6 +1,8 @@
-//! The Pingora `ProxyHttp` implementation for h1 and h2. Thin by design: each phase calls
-//! into the shared pipeline (`pipeline`), the upstream pool (`upstream`) or the access log
-//! (`access_log`) and returns.
+//! The one Pingora `ProxyHttp` implementation, for h1, h2 and h3 alike (HTTP/3 streams
+//! arrive as Pingora custom sessions, see `h3`). Thin by design: each phase calls into the
+//! shared pipeline (`pipeline`), the upstream pool (`upstream`) or the access log
+//! (`access_log`) and returns. [`classify_failure`] is the one failure classifier and
+//! [`EdgeProxy::logging`] the one request record for every protocol.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,12 +14,14 @@ use gateway_plugins::{ErrorKind, PolicyResponse, Protocol, TlsInfo};
 use http::HeaderMap;
 use pingora_core::modules::http::grpc_web::{GrpcWeb, GrpcWebBridge};
 use pingora_core::modules::http::HttpModules;
+use pingora_core::protocols::http::HttpTask;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
-use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use pingora_proxy::{FailToProxy, HttpProxy, ProxyHttp, Session};
 
 use crate::access_log::{self, AccessRecord};
+use crate::h3::H3RequestInfo;
 use crate::pipeline::{self, Admission, Downstream, Forward};
 use crate::state::{EdgeState, Snapshot};
 use crate::trace::RequestSpan;
@@ -50,6 +54,10 @@ pub struct EdgeProxy {
     state: Arc<EdgeState>,
 }
 
+/// The proxy every listener hands its requests to: the TCP service (h1, h2) and the QUIC
+/// listener (h3) share one instance, hence one upstream connection pool.
+pub type EdgeHttpProxy = HttpProxy<EdgeProxy>;
+
 impl EdgeProxy {
     pub fn new(state: Arc<EdgeState>) -> Self {
         Self { state }
@@ -57,10 +65,21 @@ impl EdgeProxy {
 }
 
 fn downstream_of(session: &Session) -> Downstream {
-    let digest = session.digest();
-    let info = crate::tls::conn_info(digest);
+    let peer_addr = session.client_addr().and_then(|a| a.as_inet()).copied();
+    if session.as_downstream().is_custom() {
+        // The only custom session is an HTTP/3 stream; the QUIC handshake's facts travel
+        // with the request.
+        let info = session.req_header().extensions.get::<H3RequestInfo>();
+        return Downstream {
+            peer_addr,
+            protocol: Protocol::Http3,
+            tls: info.map(|i| i.tls.clone()),
+            early_data: info.is_some_and(|i| i.early_data),
+        };
+    }
+    let info = crate::tls::conn_info(session.digest());
     Downstream {
-        peer_addr: session.client_addr().and_then(|a| a.as_inet()).copied(),
+        peer_addr,
         protocol: if session.is_http2() {
             Protocol::Http2
         } else {
@@ -71,6 +90,7 @@ fn downstream_of(session: &Session) -> Downstream {
             sni: info.sni.clone(),
             alpn: info.alpn.clone(),
         }),
+        early_data: false,
     }
 }
 
@@ -99,13 +119,18 @@ async fn write_edge_response(
         session.set_keepalive(None);
     }
     let head_only = session.req_header().method == http::Method::HEAD;
-    let end = response.body.is_empty() || head_only;
-    session.write_response_header(Box::new(header), end).await?;
-    if !end {
-        session
-            .write_response_body(Some(response.body.clone()), true)
-            .await?;
+    // Header and body go out as one task list: a body-less answer (a gRPC trailers-only
+    // response above all) is then ONE HEADERS frame with END_STREAM on h2 and h3, which
+    // gRPC C-core requires ("Trailers-Only", gRPC over HTTP/2), instead of headers
+    // followed by an empty DATA frame.
+    let mut tasks = Vec::with_capacity(2);
+    if response.body.is_empty() || head_only {
+        tasks.push(HttpTask::Header(Box::new(header), true));
+    } else {
+        tasks.push(HttpTask::Header(Box::new(header), false));
+        tasks.push(HttpTask::Body(Some(response.body.clone()), true));
     }
+    session.write_response_tasks(tasks).await?;
     Ok(())
 }
 

@@ -108,10 +108,6 @@ impl RouteTable {
         Self { routes }
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<Route>> {
-        self.routes.iter()
-    }
-
     /// The most specific route for a request: host specificity first, then the longest
     /// path prefix, then a kind-specific route over a kind-agnostic one. `host` must be
     /// lower-case without port.

@@ -8,10 +8,13 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use gateway_plugins::PolicyRuntime;
 use pingora_core::apps::http_app::HttpServer;
-use pingora_core::apps::HttpServerOptions;
+use pingora_core::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora_core::protocols::http::v2::server::default_h2_options;
+use pingora_core::protocols::http::v2::server::H2Options;
+use pingora_core::protocols::http::ServerSession;
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::Server;
+use pingora_core::server::ShutdownWatch;
 use pingora_core::services::background::GenBackgroundService;
 use pingora_core::services::listening::Service;
 
@@ -20,9 +23,36 @@ use crate::certs::{CertSet, CertStore};
 use crate::config::{load_file, load_str, EdgeConfig, LoadedConfig, LogFormat, EMBEDDED_DEFAULT};
 use crate::h3::Http3Service;
 use crate::metrics::EdgeMetrics;
-use crate::proxy::EdgeProxy;
+use crate::proxy::{EdgeHttpProxy, EdgeProxy};
 use crate::state::{EdgeState, Snapshot};
 use crate::upstream::Clusters;
+
+/// Lets Pingora's TCP service run the shared `Arc<EdgeHttpProxy>` (a `Service` owns its
+/// app by value; the QUIC listener holds the same Arc).
+struct SharedProxy(Arc<EdgeHttpProxy>);
+
+#[async_trait::async_trait]
+impl HttpServerApp for SharedProxy {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        self.0.process_new_http(session, shutdown).await
+    }
+
+    fn h2_options(&self) -> Option<H2Options> {
+        self.0.h2_options()
+    }
+
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        self.0.server_options()
+    }
+
+    async fn http_cleanup(&self) {
+        self.0.http_cleanup().await;
+    }
+}
 
 fn load(config: Option<&Path>) -> Result<LoadedConfig, crate::config::ConfigError> {
     match config {
@@ -215,25 +245,24 @@ pub fn run(config: Option<&Path>, upgrade: bool) -> anyhow::Result<()> {
 
     // HTTPS over TCP: h1 + h2, the policy pipeline, the upstream pool.
     let https = &config.listeners.https;
-    let mut proxy = pingora_proxy::http_proxy_service_with_name(
-        &pingora_conf,
-        EdgeProxy::new(state.clone()),
-        "edge https",
-    );
+    // ONE proxy for h1, h2 and h3: the TCP service and the QUIC listener share it, and
+    // with it the upstream pool and every ProxyHttp phase.
+    let mut edge_proxy = pingora_proxy::http_proxy(&pingora_conf, EdgeProxy::new(state.clone()));
+    let mut h2 = default_h2_options();
+    h2.max_concurrent_streams(config.limits.h2_max_concurrent_streams);
+    // Generous at the protocol layer; the exact limit answers 431 in the pipeline.
+    h2.max_header_list_size((config.limits.max_request_header_bytes * 2) as u32);
+    edge_proxy.h2_options = Some(h2);
+    let mut options = HttpServerOptions::default();
+    options.keepalive_request_limit = Some(config.limits.keepalive_requests);
+    options.h2_idle_timeout = Some(config.limits.idle_timeout);
+    edge_proxy.server_options = Some(options);
+    let edge_proxy = Arc::new(edge_proxy);
+
+    let mut proxy = Service::new("edge https".to_string(), SharedProxy(edge_proxy.clone()));
     let tls = crate::tls::tcp_tls_settings(&config.tls, state.certs.clone(), state.metrics.clone())
         .map_err(|e| anyhow::anyhow!("TLS settings: {e}"))?;
     proxy.add_tls_with_settings(&https.address.to_string(), None, tls);
-    if let Some(app) = proxy.app_logic_mut() {
-        let mut h2 = default_h2_options();
-        h2.max_concurrent_streams(config.limits.h2_max_concurrent_streams);
-        // Generous at the protocol layer; the exact limit answers 431 in the pipeline.
-        h2.max_header_list_size((config.limits.max_request_header_bytes * 2) as u32);
-        app.h2_options = Some(h2);
-        let mut options = HttpServerOptions::default();
-        options.keepalive_request_limit = Some(config.limits.keepalive_requests);
-        options.h2_idle_timeout = Some(config.limits.idle_timeout);
-        app.server_options = Some(options);
-    }
     server.add_service(proxy);
 
     if let Some(http) = config.listeners.http.as_ref().filter(|h| h.enabled) {
@@ -258,6 +287,7 @@ pub fn run(config: Option<&Path>, upgrade: bool) -> anyhow::Result<()> {
         }
         let h3 = Http3Service::bind(
             state.clone(),
+            edge_proxy.clone(),
             https.address,
             config.http3.clone(),
             config.server.grace_period,

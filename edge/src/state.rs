@@ -9,7 +9,6 @@ use gateway_plugins::client_ip::ClientIpResolver;
 use gateway_plugins::PolicyRuntime;
 use http::HeaderValue;
 use pingora_core::connectors::http::Connector;
-use pingora_core::connectors::ConnectorOptions;
 
 use crate::certs::CertStore;
 use crate::config::locate::KeyPath;
@@ -118,14 +117,12 @@ pub struct EdgeState {
     pub certs: Arc<CertStore>,
     pub policy: Arc<PolicyRuntime>,
     pub metrics: Arc<EdgeMetrics>,
-    /// Used by active health checks.
+    /// Used by active health checks only: probes never take or return a connection of
+    /// the proxy's pool (which `EdgeHttpProxy` owns, one for h1, h2 and h3).
     pub health_connector: Arc<Connector>,
-    /// Upstream pool of the HTTP/3 path (the Pingora proxy keeps its own).
-    pub upstream_connector: Arc<Connector>,
     pub config_path: Option<PathBuf>,
     /// `alt-svc` advertised on TCP responses when HTTP/3 is on (listeners are fixed at start).
     pub alt_svc: Option<HeaderValue>,
-    pub started_at: SystemTime,
     /// Request spans go here when `[tracing]` is configured.
     pub tracer: Option<platform_telemetry::opentelemetry_sdk::trace::Tracer>,
     _telemetry: platform_telemetry::Telemetry,
@@ -147,7 +144,6 @@ impl EdgeState {
                 .unwrap_or_else(|_| HeaderValue::from_static("clear"))
         });
         metrics.config_version.set(snapshot.version as i64);
-        let upstream_pool_size = snapshot.config().server.upstream_keepalive_pool_size;
         Arc::new(Self {
             config_path: snapshot.loaded.path.clone(),
             snapshot: ArcSwap::from_pointee(snapshot),
@@ -155,12 +151,7 @@ impl EdgeState {
             policy,
             metrics,
             health_connector: Arc::new(Connector::new(None)),
-            // The HTTP/3 path's pool, sized like the TCP path's (`[server]`).
-            upstream_connector: Arc::new(Connector::new(Some(ConnectorOptions::new(
-                upstream_pool_size,
-            )))),
             alt_svc,
-            started_at: SystemTime::now(),
             tracer: telemetry.tracer("edge"),
             _telemetry: telemetry,
             reload_lock: tokio::sync::Mutex::new(()),

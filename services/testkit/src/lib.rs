@@ -289,7 +289,10 @@ impl ChildProcess {
             bail!("{} was already reaped", self.name);
         }
         let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-        match waitid(Id::Pid(nix::unistd::Pid::from_raw(self.pid() as i32)), flags) {
+        match waitid(
+            Id::Pid(nix::unistd::Pid::from_raw(self.pid() as i32)),
+            flags,
+        ) {
             Ok(WaitStatus::StillAlive) => Ok(()),
             Ok(status) => bail!(
                 "{} exited ({status:?}) before it was ready; its log:\n{}",
@@ -954,11 +957,17 @@ mod tests {
         let started = Instant::now();
         let port = free_tcp_port();
         let err = child
-            .wait_for_http_ok(&format!("http://127.0.0.1:{port}/"), Duration::from_secs(60))
+            .wait_for_http_ok(
+                &format!("http://127.0.0.1:{port}/"),
+                Duration::from_secs(60),
+            )
             .await
             .expect_err("a child that exited is never ready");
         let text = format!("{err:#}");
-        assert!(text.contains("exited") && text.contains("cannot bind"), "{text}");
+        assert!(
+            text.contains("exited") && text.contains("cannot bind"),
+            "{text}"
+        );
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "waited {:?} for a process that had exited",

@@ -60,7 +60,10 @@ pub(crate) fn reserve(udp_too: bool) -> u16 {
     let dir = lock_dir();
     std::fs::create_dir_all(&dir).expect("create the port lock directory");
     let span = range.len() as u32;
-    assert!(span > 100, "no port range outside the ephemeral one: {range:?}");
+    assert!(
+        span > 100,
+        "no port range outside the ephemeral one: {range:?}"
+    );
     // A random starting point spreads parallel test processes over the range.
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -1,0 +1,387 @@
+//! HTTP/3 over QUIC (tokio-quiche) on the HTTPS port's UDP side.
+//!
+//! This module owns only what is HTTP/3's: the QUIC listener and its connection loop
+//! (here), the field-section conversion (`headers`) and the session adapter (`session`).
+//! Each request stream becomes a Pingora custom downstream session and runs through the
+//! SAME `HttpProxy<EdgeProxy>` as h1 and h2 — the same route table, policy chain,
+//! upstream pool, retries, failure classifier and request record. Certificates come from
+//! the shared `CertStore` through a BoringSSL select-certificate callback.
+
+mod headers;
+mod session;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use gateway_plugins::TlsInfo;
+use pingora_core::apps::HttpServerApp;
+use pingora_core::protocols::http::ServerSession;
+use pingora_core::server::ShutdownWatch;
+use pingora_core::services::background::BackgroundService;
+use quiche::h3::Header;
+use tokio_quiche::http3::driver::{H3Event, IncomingH3Headers, OutboundFrame, ServerH3Event};
+use tokio_quiche::http3::settings::Http3Settings;
+use tokio_quiche::metrics::DefaultMetrics;
+use tokio_quiche::quic::ConnectionHook;
+use tokio_quiche::settings::{CertificateKind, Hooks, QuicSettings, TlsCertificatePaths};
+use tokio_quiche::{ConnectionParams, ServerH3Driver};
+
+use crate::certs::CertStore;
+use crate::config::Http3Section;
+use crate::metrics::{ConnectionGauge, EdgeMetrics};
+use crate::proxy::EdgeHttpProxy;
+use crate::state::EdgeState;
+
+use headers::request_from_h3;
+pub use session::H3Session;
+
+/// What the QUIC handshake established, attached to each request of the connection as a
+/// request-header extension (the custom session has no TLS digest Pingora can fill).
+#[derive(Debug, Clone)]
+pub struct H3RequestInfo {
+    pub tls: TlsInfo,
+    /// The request arrived in 0-RTT early data (RFC 8470: it may be a replay).
+    pub early_data: bool,
+}
+
+/// The QUIC listener, run by Pingora as a background service so it starts and stops
+/// with the rest of the edge.
+pub struct Http3Service {
+    state: Arc<EdgeState>,
+    proxy: Arc<EdgeHttpProxy>,
+    socket: std::sync::Mutex<Option<std::net::UdpSocket>>,
+    settings: Http3Section,
+    graceful_timeout: Duration,
+}
+
+impl Http3Service {
+    /// Binds the UDP socket now, so a port problem fails start-up loudly.
+    pub fn bind(
+        state: Arc<EdgeState>,
+        proxy: Arc<EdgeHttpProxy>,
+        addr: SocketAddr,
+        settings: Http3Section,
+        graceful_timeout: Duration,
+    ) -> std::io::Result<Self> {
+        let socket = bind_udp(addr)?;
+        Ok(Self {
+            state,
+            proxy,
+            socket: std::sync::Mutex::new(Some(socket)),
+            settings,
+            graceful_timeout,
+        })
+    }
+}
+
+/// SO_REUSEPORT lets a new process (graceful upgrade) bind the port while the old one
+/// drains its QUIC connections.
+fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    let domain = socket2::Domain::for_address(addr);
+    let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+struct QuicCertificates {
+    certs: Arc<CertStore>,
+    metrics: Arc<EdgeMetrics>,
+}
+
+impl ConnectionHook for QuicCertificates {
+    fn create_custom_ssl_context_builder(
+        &self,
+        _settings: TlsCertificatePaths<'_>,
+    ) -> Option<boring::ssl::SslContextBuilder> {
+        match crate::tls::quic_ssl_context(self.certs.clone(), self.metrics.clone()) {
+            Ok(builder) => Some(builder),
+            Err(err) => {
+                tracing::error!(%err, "cannot build the QUIC TLS context");
+                None
+            }
+        }
+    }
+}
+
+fn quic_settings(config: &Http3Section) -> QuicSettings {
+    let mut settings = QuicSettings::default();
+    settings.max_idle_timeout = Some(config.idle_timeout);
+    settings.handshake_timeout = Some(config.handshake_timeout);
+    settings.initial_max_streams_bidi = config.max_streams_bidi;
+    // Clients open control + QPACK streams; a few more is plenty.
+    settings.initial_max_streams_uni = 8;
+    settings.initial_max_data = config.initial_max_data;
+    settings.initial_max_stream_data_bidi_remote = config.initial_max_stream_data;
+    settings.initial_max_stream_data_bidi_local = config.initial_max_stream_data;
+    settings.initial_max_stream_data_uni = config.initial_max_stream_data;
+    settings.max_recv_udp_payload_size = config.max_udp_payload;
+    settings.max_send_udp_payload_size = config.max_udp_payload;
+    settings.enable_early_data = config.enable_0rtt;
+    settings.enable_dgram = false;
+    settings
+}
+
+#[async_trait]
+impl BackgroundService for Http3Service {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let Some(std_socket) = self.socket.lock().ok().and_then(|mut s| s.take()) else {
+            tracing::error!("HTTP/3 service started twice");
+            return;
+        };
+        let socket = match tokio::net::UdpSocket::from_std(std_socket) {
+            Ok(socket) => socket,
+            Err(err) => {
+                tracing::error!(%err, "cannot register the QUIC socket");
+                return;
+            }
+        };
+        let local = socket.local_addr().ok();
+        let hooks = Hooks {
+            connection_hook: Some(Arc::new(QuicCertificates {
+                certs: self.state.certs.clone(),
+                metrics: self.state.metrics.clone(),
+            })),
+        };
+        // The paths are required by the API but unused: the hook supplies the context.
+        let params = ConnectionParams::new_server(
+            quic_settings(&self.settings),
+            TlsCertificatePaths {
+                cert: "unused-certificates-come-from-the-cert-store",
+                private_key: "unused-certificates-come-from-the-cert-store",
+                kind: CertificateKind::X509,
+            },
+            hooks,
+        );
+        let mut listeners = match tokio_quiche::listen([socket], params, DefaultMetrics) {
+            Ok(listeners) => listeners,
+            Err(err) => {
+                tracing::error!(%err, "cannot start the QUIC listener");
+                return;
+            }
+        };
+        let Some(mut incoming) = listeners.pop() else {
+            return;
+        };
+        tracing::info!(address = ?local, "HTTP/3 listening (QUIC over UDP)");
+
+        let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
+        let mut connections = tokio::task::JoinSet::new();
+        let mut h3_settings = Http3Settings::default();
+        // Generous at the protocol layer; the exact limit answers 431 in the pipeline.
+        h3_settings.max_header_list_size = Some(
+            self.state
+                .snapshot()
+                .config()
+                .limits
+                .max_request_header_bytes as u64
+                * 2,
+        );
+        h3_settings.post_accept_timeout = Some(self.settings.handshake_timeout);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                next = incoming.next() => match next {
+                    Some(Ok(mut initial)) => {
+                        // The ClientHello is in the first flight: SNI is known already.
+                        let sni = initial
+                            .ssl_mut()
+                            .servername(boring::ssl::NameType::HOST_NAME)
+                            .map(str::to_owned);
+                        let connection = Connection {
+                            peer: initial.peer_addr(),
+                            local: initial.local_addr(),
+                            tls: TlsInfo {
+                                version: Some("TLSv1.3"),
+                                sni,
+                                alpn: Some("h3".into()),
+                            },
+                            early_data_enabled: self.settings.enable_0rtt,
+                        };
+                        let (driver, controller) = ServerH3Driver::new(h3_settings.clone());
+                        initial.start(driver);
+                        self.state.metrics.quic_connections.inc();
+                        connections.spawn(serve_connection(
+                            self.state.clone(),
+                            self.proxy.clone(),
+                            controller,
+                            connection,
+                            drain_rx.clone(),
+                            shutdown.clone(),
+                        ));
+                    }
+                    Some(Err(err)) => {
+                        self.state.metrics.quic_handshake_failures.inc();
+                        tracing::debug!(%err, "QUIC connection failed before it started");
+                    }
+                    None => break,
+                },
+                // Reap finished connection tasks so the set does not grow.
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        // Graceful shutdown: GOAWAY on every connection, then let in-flight requests finish.
+        let _ = drain_tx.send(true);
+        let open = connections.len();
+        tracing::info!(open, "HTTP/3 draining");
+        let drained = tokio::time::timeout(self.graceful_timeout, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(remaining = connections.len(), "HTTP/3 drain timed out");
+            connections.abort_all();
+        }
+    }
+}
+
+/// The transport facts of one QUIC connection.
+struct Connection {
+    peer: SocketAddr,
+    local: SocketAddr,
+    tls: TlsInfo,
+    early_data_enabled: bool,
+}
+
+async fn serve_connection(
+    state: Arc<EdgeState>,
+    proxy: Arc<EdgeHttpProxy>,
+    mut controller: tokio_quiche::ServerH3Controller,
+    connection: Connection,
+    mut drain: tokio::sync::watch::Receiver<bool>,
+    shutdown: ShutdownWatch,
+) {
+    let connection = Arc::new(connection);
+    let peer = connection.peer;
+    let _open = ConnectionGauge::open(
+        state
+            .metrics
+            .downstream_connections
+            .with_label_values(&["quic"]),
+    );
+    let mut events = controller.take_event_receiver();
+    let mut requests = tokio::task::JoinSet::new();
+    let mut draining = *drain.borrow();
+    if draining {
+        controller.send_goaway();
+    }
+    loop {
+        tokio::select! {
+            changed = drain.changed(), if !draining => {
+                if changed.is_err() || *drain.borrow() {
+                    draining = true;
+                    controller.send_goaway();
+                    if requests.is_empty() {
+                        break;
+                    }
+                }
+            }
+            Some(_) = requests.join_next(), if !requests.is_empty() => {
+                if draining && requests.is_empty() {
+                    break;
+                }
+            }
+            event = events.recv() => match event {
+                None => break,
+                Some(ServerH3Event::Headers { incoming_headers, is_in_early_data, .. }) => {
+                    let early = *is_in_early_data && connection.early_data_enabled;
+                    requests.spawn(serve_request(
+                        state.clone(),
+                        proxy.clone(),
+                        incoming_headers,
+                        connection.clone(),
+                        early,
+                        shutdown.clone(),
+                    ));
+                }
+                Some(ServerH3Event::Core(H3Event::ResetStream { .. })) => {
+                    state.metrics.quic_stream_errors.with_label_values(&["reset_by_client"]).inc();
+                }
+                Some(ServerH3Event::Core(H3Event::ConnectionError(err))) => {
+                    state.metrics.quic_stream_errors.with_label_values(&["connection_error"]).inc();
+                    tracing::debug!(%err, %peer, "HTTP/3 connection error");
+                }
+                Some(ServerH3Event::Core(_)) => {}
+            },
+        }
+    }
+    // Let requests already running finish writing their responses.
+    while requests.join_next().await.is_some() {}
+}
+
+/// Hands one request stream to the shared proxy as a custom downstream session.
+async fn serve_request(
+    state: Arc<EdgeState>,
+    proxy: Arc<EdgeHttpProxy>,
+    incoming: IncomingH3Headers,
+    connection: Arc<Connection>,
+    early_data: bool,
+    shutdown: ShutdownWatch,
+) {
+    let IncomingH3Headers {
+        headers,
+        send,
+        recv,
+        read_fin,
+        ..
+    } = incoming;
+    let mut send: session::FrameSink = Box::pin(send.sink_map_err(|_| ()));
+    let mut request = match request_from_h3(&headers) {
+        Ok(request) => request,
+        Err(problem) => {
+            // No request exists for the proxy to answer (RFC 9114 section 4.1.2: a
+            // malformed request is a stream error); a 400 tells the client why.
+            state
+                .metrics
+                .quic_stream_errors
+                .with_label_values(&["malformed_request"])
+                .inc();
+            reject_malformed(&mut send, problem).await;
+            return;
+        }
+    };
+    request.extensions_mut().insert(H3RequestInfo {
+        tls: connection.tls.clone(),
+        early_data,
+    });
+    let session = H3Session::new(
+        request,
+        send,
+        recv,
+        read_fin,
+        connection.peer,
+        connection.local,
+    );
+    proxy
+        .process_new_http(ServerSession::new_custom(Box::new(session)), &shutdown)
+        .await;
+}
+
+async fn reject_malformed(send: &mut session::FrameSink, problem: &str) {
+    let body = gateway_plugins::error_shape::error_response(
+        gateway_plugins::ErrorKind::BadRequest,
+        "malformed_request",
+        problem,
+        false,
+    )
+    .body;
+    let headers = vec![
+        Header::new(b":status", b"400"),
+        Header::new(b"content-type", b"application/json"),
+        Header::new(b"content-length", body.len().to_string().as_bytes()),
+    ];
+    if send
+        .send(OutboundFrame::Headers(headers, None))
+        .await
+        .is_ok()
+    {
+        let _ = send
+            .send(OutboundFrame::Body(Bytes::from(body), true))
+            .await;
+    }
+}
