@@ -34,6 +34,9 @@ fi
 # Cross-crate integration tests spawn sibling binaries (auth, records, edge, certs-tool).
 cargo build --workspace --bins --locked >> "$LOGS/test-build.log" 2>&1
 
+step "install the interop clients (grpcio, aioquic)" "$LOGS/interop-tools.log"
+"$ROOT/scripts/interop-tools.sh" > "$LOGS/interop-tools.log" 2>&1
+
 step "cargo test --workspace"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
