@@ -134,6 +134,36 @@ async fn write_edge_response(
     Ok(())
 }
 
+/// At most this much of a request body is read and dropped after an early answer (413,
+/// 401 ...), and for at most this long.
+const DISCARD_BODY_BYTES: usize = 1024 * 1024;
+const DISCARD_BODY_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// After a complete early answer, reads (and drops) what is left of the request body on
+/// multiplexed protocols, so the stream closes cleanly instead of being reset with
+/// CANCEL — which clients such as curl report as a failure (exit 92) although the
+/// response arrived. Bounded in bytes and time; past that the stream is reset as before
+/// (RFC 9113 section 8.1 allows either). HTTP/1.1 closes the connection instead.
+async fn discard_unread_body(session: &mut Session, protocol: Protocol) {
+    if protocol == Protocol::Http1 {
+        return;
+    }
+    let downstream = session.as_downstream_mut();
+    let drained = tokio::time::timeout(DISCARD_BODY_TIME, async {
+        let mut left = DISCARD_BODY_BYTES;
+        while let Ok(Some(chunk)) = downstream.read_request_body().await {
+            if chunk.len() >= left {
+                break;
+            }
+            left -= chunk.len();
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::debug!("request body still arriving after the early answer; resetting the stream");
+    }
+}
+
 /// How a proxying failure is reported to the client.
 fn classify_failure(error: &Error, ctx: &RequestCtx) -> Option<(ErrorKind, &'static str, String)> {
     let cluster = ctx
@@ -283,6 +313,9 @@ impl ProxyHttp for EdgeProxy {
                     close,
                 )
                 .await?;
+                if close {
+                    discard_unread_body(session, ctx.protocol).await;
+                }
                 Ok(true)
             }
             Admission::Forward(forward) => {
@@ -519,6 +552,8 @@ impl ProxyHttp for EdgeProxy {
             .await
             {
                 tracing::debug!(%err, "could not send the error response");
+            } else if !session.as_downstream_mut().is_body_done() {
+                discard_unread_body(session, ctx.protocol).await;
             }
         } else {
             return FailToProxy {

@@ -261,7 +261,8 @@ pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
 }
 
 /// An HTTP/1.1 upstream that echoes what it received as JSON. Paths:
-/// `/slow/<ms>/...` waits before answering; `/status/<code>` answers that status.
+/// `/slow/<ms>/...` waits before answering; `/status/<code>` answers that status;
+/// `/bytes/<n>` answers `n` bytes of `b`.
 pub struct EchoServer {
     pub addr: SocketAddr,
     /// Requests that reached the server (counted before any `/slow` wait).
@@ -330,6 +331,13 @@ async fn echo(
         Some("slow") => {
             let ms: u64 = segments.next().and_then(|s| s.parse().ok()).unwrap_or(100);
             tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        Some("bytes") => {
+            let n: usize = segments.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+            return Ok(hyper::Response::builder()
+                .header("content-type", "application/octet-stream")
+                .body(Full::new(Bytes::from(vec![b'b'; n])))
+                .unwrap());
         }
         Some("status") => {
             let code: u16 = segments.next().and_then(|s| s.parse().ok()).unwrap_or(500);
