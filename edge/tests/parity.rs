@@ -442,10 +442,10 @@ async fn the_same_requests_get_the_same_answers_over_h1_h2_and_h3() {
             );
         }
     }
-    // Bodies of every protocol are measured (HTTP/3 used to record none): at least the
-    // three large uploads and the 413 and gRPC bodies that were read.
+    // Bodies of every protocol are measured (HTTP/3 used to record none): per protocol
+    // the large upload and the streamed body cut off at 413.
     assert!(
-        metric_sum(&metrics, "edge_request_body_bytes_count", &[]) >= 3.0 * 3.0,
+        metric_sum(&metrics, "edge_request_body_bytes_count", &[]) >= 2.0 * 3.0,
         "request body sizes recorded for every protocol"
     );
     assert!(
