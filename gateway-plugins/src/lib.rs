@@ -22,15 +22,18 @@ mod clock;
 pub mod config;
 pub mod cors;
 pub mod decision;
+mod error;
 pub mod error_shape;
 pub mod identity;
 pub mod jwt;
 pub mod metrics;
+mod policy_set;
 pub mod rate_limit;
 mod redis_link;
 pub mod request_id;
 pub mod revocation;
 mod runtime;
+mod steps;
 
 // Lets the shared test helpers (tests/support, also compiled into the unit tests) name
 // this crate the same way from inside and outside.
@@ -44,10 +47,12 @@ pub use chain::Chain;
 pub use client_ip::ClientIpResolver;
 pub use config::{PluginsConfig, RoutePolicy};
 pub use decision::{ChainOutcome, HeaderEdits, PolicyResponse};
+pub use error::RuntimeError;
 pub use error_shape::{ErrorKind, GrpcCode};
 pub use identity::Identity;
 pub use metrics::PolicyMetrics;
-pub use runtime::{PolicyHealth, PolicyRuntime, RuntimeError};
+pub use policy_set::{PolicyHealth, PolicySet};
+pub use runtime::PolicyRuntime;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

@@ -32,19 +32,23 @@ impl LimiterRegistry {
         self.config.lock().purge_interval
     }
 
-    /// Applies a changed `[plugins.rate_limit]`. The key cap applies to limiters created
-    /// from now on (existing buckets are kept as they are).
+    /// Applies a committed `[plugins.rate_limit]`: the purge interval. (The key cap is
+    /// passed to [`limiters_for`](Self::limiters_for) by the set a chain is built
+    /// against, so building chains for a reload that is then rejected changes nothing
+    /// here; existing buckets are kept as they are.)
     pub(crate) fn reconfigure(&self, config: &RateLimitGlobalConfig) {
         *self.config.lock() = config.clone();
     }
 
-    /// The limiters of one route, in rule order.
+    /// The limiters of one route, in rule order: the live limiter of an unchanged rule, or
+    /// a new one tracking at most `max_keys` keys. Only inserts (weakly) into the table;
+    /// the limiters of running chains are never replaced or changed.
     pub(crate) fn limiters_for(
         &self,
         route: &str,
         rules: &[RateLimitRule],
+        max_keys: usize,
     ) -> Result<Vec<Arc<RuleLimiter>>, RuleError> {
-        let max_keys = self.config.lock().max_tracked_keys;
         let mut limiters = self.limiters.lock();
         let mut occurrences: HashMap<String, usize> = HashMap::new();
         let mut out = Vec::with_capacity(rules.len());
@@ -104,6 +108,8 @@ mod tests {
     use super::*;
     use crate::config::{RateLimitKey, RateLimitScope};
 
+    const MAX_KEYS: usize = 100;
+
     fn rule(requests: u32, per: Duration, burst: u32) -> RateLimitRule {
         RateLimitRule {
             key: RateLimitKey::Ip,
@@ -124,8 +130,12 @@ mod tests {
             rule(5, Duration::from_secs(1), 0),
             rule(5, Duration::from_secs(1), 0),
         ];
-        let first = registry.limiters_for("route", &rules).expect("rules");
-        let again = registry.limiters_for("route", &rules).expect("rules");
+        let first = registry
+            .limiters_for("route", &rules, MAX_KEYS)
+            .expect("rules");
+        let again = registry
+            .limiters_for("route", &rules, MAX_KEYS)
+            .expect("rules");
         assert!(Arc::ptr_eq(&first[0], &again[0]));
         assert!(Arc::ptr_eq(&first[1], &again[1]));
         assert!(
@@ -133,10 +143,12 @@ mod tests {
             "duplicates are separate buckets"
         );
         let changed = registry
-            .limiters_for("route", &[rule(6, Duration::from_secs(1), 0)])
+            .limiters_for("route", &[rule(6, Duration::from_secs(1), 0)], MAX_KEYS)
             .expect("rules");
         assert!(!Arc::ptr_eq(&first[0], &changed[0]));
-        let other_route = registry.limiters_for("other", &rules[..1]).expect("rules");
+        let other_route = registry
+            .limiters_for("other", &rules[..1], MAX_KEYS)
+            .expect("rules");
         assert!(!Arc::ptr_eq(&first[0], &other_route[0]));
         drop((first, again, changed, other_route));
         registry.purge();
