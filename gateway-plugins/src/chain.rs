@@ -228,6 +228,50 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn build_chain_wires_only_the_steps_a_route_asks_for_in_chain_order() {
+        let f = fixture(true).await;
+        let bare = f.chain("r", &RoutePolicy::default()).expect("chain");
+        assert_eq!(bare.step_names(), ["request_id"]);
+        let full = RoutePolicy {
+            jwt: jwt(JwtMode::Optional),
+            cors: Some(CorsPolicy {
+                allowed_origins: vec!["https://app.example.com".into()],
+                allowed_methods: vec!["GET".into()],
+                allowed_headers: vec![],
+                expose_headers: vec![],
+                allow_credentials: false,
+                max_age: Duration::from_secs(60),
+            }),
+            rate_limits: vec![
+                rule(RateLimitKey::User, 10),
+                rule(RateLimitKey::Ip, 10),
+                rule(RateLimitKey::UserOrIp, 10),
+            ],
+        };
+        let chain = f.chain("r", &full).expect("chain");
+        assert_eq!(
+            chain.step_names(),
+            [
+                "request_id",
+                "cors",
+                "ip_rate_limits",
+                "jwt",
+                "revocation",
+                "identity_rate_limits",
+                "identity",
+            ]
+        );
+        let off = RoutePolicy {
+            jwt: jwt(JwtMode::Off),
+            ..Default::default()
+        };
+        assert_eq!(
+            f.chain("r", &off).expect("chain").step_names(),
+            ["request_id"]
+        );
+    }
+
+    #[tokio::test]
     async fn cors_preflight_is_answered_before_jwt() {
         let f = fixture(true).await;
         let policy = RoutePolicy {
