@@ -109,3 +109,61 @@ impl VerifiedCache {
         self.len.load(Ordering::Relaxed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::JwtAlgorithm;
+    use crate::identity::Identity;
+    use http::HeaderValue;
+    use parking_lot::Mutex;
+
+    fn token(jti: &str, expires_at: u64) -> Arc<VerifiedToken> {
+        Arc::new(VerifiedToken {
+            identity: Identity {
+                sub: "u".into(),
+                email: None,
+                jti: jti.into(),
+                expires_at,
+            },
+            algorithm: JwtAlgorithm::EdDSA,
+            kid: "k".into(),
+            user_id_header: HeaderValue::from_static("u"),
+            email_header: HeaderValue::from_static(""),
+            jti_header: HeaderValue::from_static("j"),
+            assertion: Mutex::new(None),
+        })
+    }
+
+    fn hash(n: u8) -> TokenHash {
+        TokenHash([n; 32])
+    }
+
+    #[test]
+    fn bounded_and_swept_by_expiry() {
+        let cache = VerifiedCache::new(2);
+        cache.insert(hash(1), token("a", 100), 50, 5);
+        cache.insert(hash(2), token("b", 1000), 50, 5);
+        // Full, and nothing has expired: the third token is not remembered.
+        cache.insert(hash(3), token("c", 1000), 50, 5);
+        assert_eq!(cache.len(), 2);
+        assert!(cache.get(&hash(3)).is_none());
+        // Within the leeway the first token is kept; past it, swept.
+        cache.sweep(104, 5);
+        assert_eq!(cache.len(), 2);
+        cache.sweep(106, 5);
+        assert_eq!(cache.len(), 1);
+        assert!(cache.get(&hash(1)).is_none());
+        assert_eq!(cache.get(&hash(2)).expect("kept").identity.jti, "b");
+        cache.remove(&hash(2));
+        assert_eq!(cache.len(), 0);
+    }
+
+    #[test]
+    fn zero_capacity_remembers_nothing() {
+        let cache = VerifiedCache::new(0);
+        cache.insert(hash(1), token("a", 1000), 50, 5);
+        assert_eq!(cache.len(), 0);
+        assert!(cache.get(&hash(1)).is_none());
+    }
+}

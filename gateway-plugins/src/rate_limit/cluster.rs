@@ -169,3 +169,56 @@ fn rule_hash(rule: &RateLimitRule) -> String {
     let digest = Sha256::digest(text.as_bytes());
     digest[..6].iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{RateLimitKey, RateLimitScope};
+    use std::net::IpAddr;
+
+    fn rule(requests: u32) -> RateLimitRule {
+        RateLimitRule {
+            key: RateLimitKey::Ip,
+            requests,
+            per: Duration::from_secs(60),
+            burst: 0,
+            scope: RateLimitScope::Cluster,
+        }
+    }
+
+    #[test]
+    fn lease_is_two_percent_of_the_bucket_and_at_least_one() {
+        assert_eq!(ClusterState::new("r", &rule(1000), 1000, 10).lease_size, 20);
+        assert_eq!(ClusterState::new("r", &rule(10), 10, 10).lease_size, 1);
+    }
+
+    #[test]
+    fn same_rule_same_redis_key_and_a_changed_rule_a_new_one() {
+        let a = ClusterState::new("login", &rule(10), 10, 10);
+        let b = ClusterState::new("login", &rule(10), 10, 10);
+        let c = ClusterState::new("login", &rule(11), 11, 10);
+        assert_eq!(a.key_stem, b.key_stem);
+        assert_ne!(a.key_stem, c.key_stem);
+        assert!(a.key_stem.starts_with("rl:login:"));
+    }
+
+    #[test]
+    fn purge_keeps_live_leases_and_remembered_denials_only() {
+        let state = ClusterState::new("r", &rule(10), 10, 10);
+        let now = crate::clock::monotonic_ms();
+        let key = |n: u8| LimitKey::ip(IpAddr::from([192, 0, 2, n]));
+        let lease = |expires_ms, denied_until_ms| Lease {
+            tokens: 1,
+            expires_ms,
+            denied_until_ms,
+            shared_remaining: 0,
+        };
+        state.leases.insert(key(1), lease(now + 60_000, 0));
+        state.leases.insert(key(2), lease(0, now + 60_000));
+        state.leases.insert(key(3), lease(0, 0));
+        state.purge();
+        assert!(state.leases.contains_key(&key(1)));
+        assert!(state.leases.contains_key(&key(2)));
+        assert!(!state.leases.contains_key(&key(3)));
+    }
+}
