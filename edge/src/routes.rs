@@ -179,7 +179,11 @@ mod tests {
             .await
             .expect("policy runtime");
             runtime
-                .build_chain(id, &gateway_plugins::RoutePolicy::default())
+                .build_chain(
+                    &runtime.current(),
+                    id,
+                    &gateway_plugins::RoutePolicy::default(),
+                )
                 .expect("chain")
         })
     }

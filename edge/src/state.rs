@@ -63,7 +63,7 @@ impl Snapshot {
                 problems.push(loaded.problem(&key.key("upstream"), "unknown cluster"));
                 continue;
             };
-            let chain = match policy.build_chain(&route.id, &route.plugins) {
+            let chain = match policy.build_chain(&policy.current(), &route.id, &route.plugins) {
                 Ok(chain) => chain,
                 Err(err) => {
                     let (path, message) = match &err {

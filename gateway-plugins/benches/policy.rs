@@ -184,7 +184,9 @@ async fn chain_bench(redis: Option<RedisConfig>) -> ChainBench {
         }],
         cors: None,
     };
-    let chain = runtime.build_chain("records", &policy).expect("chain");
+    let chain = runtime
+        .build_chain(&runtime.current(), "records", &policy)
+        .expect("chain");
     let token = key.sign(&Claims::valid("bench-user"));
     let parts = http::Request::builder()
         .method("GET")

@@ -1,151 +1,65 @@
 //! Process-wide policy state that outlives config reloads.
 //!
-//! The runtime owns the stateful parts — JWT keys and the verified-token cache, the
-//! Redis link, the revocation cache and its subscription, the identity key, the client-IP
-//! resolver (together a [`Shared`] snapshot behind an `ArcSwap`) and the rate-limit
-//! buckets (a registry keyed by route + rule). Chains hold the runtime and load the
-//! snapshot per request (one atomic load), so [`PolicyRuntime::reconfigure`] can swap a
-//! changed `[plugins]` table under running chains. Parts whose config did not change are
-//! carried over as they are (caches, subscriptions and buckets survive).
+//! The runtime owns what must survive every reload — the metrics, the rate-limit buckets
+//! (a registry keyed by route + rule) — and the *committed* [`PolicySet`] (JWT verifier,
+//! Redis link, revocation cache, identity key, client-IP resolver) that
+//! [`PolicyRuntime::health`] and friends report on.
+//!
+//! A reload is two-phase, so that a reload rejected for any reason changes nothing:
+//!
+//! 1. [`PolicyRuntime::prepare`] builds a complete new set, reusing the parts of the
+//!    committed one whose config did not change (caches, subscriptions survive). Nothing
+//!    the running chains or `health()` see changes.
+//! 2. [`PolicyRuntime::build_chain`] builds every route's chain against the prepared set.
+//!    Unchanged rate-limit rules get the buckets the running chains use; changed rules get
+//!    fresh buckets that nobody else sees.
+//! 3. The caller validates everything else (routes, clusters, certificates), then swaps its
+//!    own snapshot and calls [`PolicyRuntime::commit`]; or it drops the prepared set and
+//!    the chains, which stops the background tasks of the parts only they held.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::HeaderMap;
-use identity_assertion::IdentityKey;
-use parking_lot::Mutex;
-use tokio::task::JoinHandle;
 
 use crate::chain::Chain;
 use crate::client_ip::ClientIpResolver;
 use crate::config::{PluginsConfig, RoutePolicy};
-use crate::jwt::{JwksError, JwtVerifier};
+use crate::error::RuntimeError;
+use crate::jwt::JwksError;
 use crate::metrics::PolicyMetrics;
+use crate::policy_set::{PolicyHealth, PolicySet, TaskGroup};
 use crate::rate_limit::LimiterRegistry;
-use crate::redis_link::RedisLink;
-use crate::revocation::{RevocationCache, RevocationError};
+use crate::revocation::RevocationError;
 
-/// How often expired verified tokens and revocation entries are swept.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
-/// Retry pace for the JWKS while no key has ever been fetched (auth may start after us).
-const JWKS_INITIAL_RETRY: Duration = Duration::from_secs(1);
-
-#[derive(Debug, thiserror::Error)]
-pub enum RuntimeError {
-    #[error("{path}: {message}")]
-    Config { path: String, message: String },
-    /// The registry already holds `edge_*` policy metrics (one runtime per registry).
-    #[error("cannot register policy metrics: {0}")]
-    Metrics(#[from] prometheus::Error),
-}
-
-impl RuntimeError {
-    pub(crate) fn config(path: impl Into<String>, message: impl Into<String>) -> Self {
-        RuntimeError::Config {
-            path: path.into(),
-            message: message.into(),
-        }
-    }
-}
-
-/// Health of the shared policy resources, for the edge's `/readyz` and `/api/healthz`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PolicyHealth {
-    /// `None` when no Redis is configured.
-    pub redis_connected: Option<bool>,
-    /// Verification keys currently loaded.
-    pub jwt_keys: usize,
-    /// `None` without Redis; otherwise whether the revocation channel subscription is
-    /// live (while it is not, every token is checked against Redis).
-    pub revocation_subscribed: Option<bool>,
-}
-
-/// Background tasks of one component; aborted when the last owner drops it.
-#[derive(Default)]
-pub(crate) struct TaskGroup(Mutex<Vec<JoinHandle<()>>>);
-
-impl TaskGroup {
-    fn push(&self, handle: JoinHandle<()>) {
-        self.0.lock().push(handle);
-    }
-
-    fn abort_all(&self) {
-        for handle in self.0.lock().iter() {
-            handle.abort();
-        }
-    }
-}
-
-impl Drop for TaskGroup {
-    fn drop(&mut self) {
-        self.abort_all();
-    }
-}
-
-/// A component and the tasks that keep it fresh. Tasks hold the component, never the
-/// other way round, so dropping the last `Part` stops them.
-pub(crate) struct Part<T> {
-    pub(crate) value: Arc<T>,
-    tasks: Arc<TaskGroup>,
-}
-
-impl<T> Clone for Part<T> {
-    fn clone(&self) -> Self {
-        Self {
-            value: Arc::clone(&self.value),
-            tasks: Arc::clone(&self.tasks),
-        }
-    }
-}
-
-impl<T> Part<T> {
-    fn new(value: Arc<T>) -> Self {
-        Self {
-            value,
-            tasks: Arc::new(TaskGroup::default()),
-        }
-    }
-}
-
-/// One consistent set of policy resources (swapped whole on reconfigure).
-pub(crate) struct Shared {
-    pub(crate) config: PluginsConfig,
-    pub(crate) jwt: Option<Part<JwtVerifier>>,
-    pub(crate) redis: Option<Part<RedisLink>>,
-    pub(crate) revocation: Part<RevocationCache>,
-    pub(crate) identity_key: Option<Arc<IdentityKey>>,
-    pub(crate) client_ip: Arc<ClientIpResolver>,
-}
-
-impl Shared {
-    fn abort_all(&self) {
-        if let Some(jwt) = &self.jwt {
-            jwt.tasks.abort_all();
-        }
-        if let Some(redis) = &self.redis {
-            redis.tasks.abort_all();
-        }
-        self.revocation.tasks.abort_all();
-    }
-}
-
-/// JWKS keys, the revocation cache and its subscription, and rate-limit buckets.
+/// Rate-limit buckets, metrics, and the committed [`PolicySet`].
 pub struct PolicyRuntime {
     metrics: PolicyMetrics,
     config_dir: PathBuf,
-    pub(crate) shared: ArcSwap<Shared>,
-    pub(crate) limiters: Arc<LimiterRegistry>,
+    /// The committed set. Chains never read this: they hold the set they were built with.
+    current: ArcSwap<PolicySet>,
+    limiters: Arc<LimiterRegistry>,
     tasks: TaskGroup,
     reconfigure_lock: tokio::sync::Mutex<()>,
 }
 
+fn validate(config: &PluginsConfig) -> Result<(), RuntimeError> {
+    match config.validate().into_iter().next() {
+        Some(issue) => Err(RuntimeError::config(
+            format!("plugins.{}", issue.path),
+            issue.message,
+        )),
+        None => Ok(()),
+    }
+}
+
 impl PolicyRuntime {
-    /// Builds the runtime and starts its background tasks (JWKS refresh, revocation
-    /// subscription, limiter purge) on the current tokio runtime, which must stay alive.
-    /// `config_dir` resolves relative paths (static PEM keys, the identity key file).
+    /// Builds the runtime with a first, committed set for `config`, and starts the
+    /// background tasks (JWKS refresh, revocation subscription, limiter purge) on the
+    /// current tokio runtime, which must stay alive. `config_dir` resolves relative paths
+    /// (static PEM keys, the identity key file).
     ///
     /// Waits for the first JWKS fetch and the first Redis connection and subscription
     /// (each bounded by its configured timeout), so with healthy dependencies the runtime
@@ -156,19 +70,14 @@ impl PolicyRuntime {
         config_dir: &Path,
         registry: &prometheus::Registry,
     ) -> Result<Arc<Self>, RuntimeError> {
-        if let Some(issue) = config.validate().into_iter().next() {
-            return Err(RuntimeError::config(
-                format!("plugins.{}", issue.path),
-                issue.message,
-            ));
-        }
+        validate(config)?;
         let metrics = PolicyMetrics::register(registry)?;
-        let shared = build_shared(config, config_dir, &metrics, None).await?;
+        let set = PolicySet::build(config, config_dir, &metrics, None).await?;
         let limiters = Arc::new(LimiterRegistry::new(&config.rate_limit, metrics.clone()));
         let runtime = Arc::new(Self {
             metrics,
             config_dir: config_dir.to_path_buf(),
-            shared: ArcSwap::from_pointee(shared),
+            current: ArcSwap::from_pointee(set),
             limiters: Arc::clone(&limiters),
             tasks: TaskGroup::default(),
             reconfigure_lock: tokio::sync::Mutex::new(()),
@@ -182,57 +91,84 @@ impl PolicyRuntime {
         Ok(runtime)
     }
 
-    /// Assembles a route's chain. Errors name the offending key relative to the route's
-    /// `plugins` table.
+    /// Builds a complete set for `config` without committing it: nothing running chains,
+    /// [`health`](Self::health), [`revoke`](Self::revoke) or
+    /// [`refresh_jwks`](Self::refresh_jwks) see changes. Parts whose config equals the
+    /// committed set's are shared with it (same caches, subscriptions and tasks); an
+    /// unchanged `config` returns the committed set itself.
+    ///
+    /// Build chains against the result with [`build_chain`](Self::build_chain), then
+    /// [`commit`](Self::commit) it, or drop it (and those chains) to abandon the reload:
+    /// that stops the background tasks of the parts it created and nothing else.
+    ///
+    /// Reloads must be serialised by the caller: a set is prepared from the committed one,
+    /// and committing an older preparation after a newer one brings the older one back.
+    pub async fn prepare(&self, config: &PluginsConfig) -> Result<Arc<PolicySet>, RuntimeError> {
+        validate(config)?;
+        let current = self.current.load_full();
+        if current.config == *config {
+            return Ok(current);
+        }
+        let set = PolicySet::build(config, &self.config_dir, &self.metrics, Some(&current)).await?;
+        Ok(Arc::new(set))
+    }
+
+    /// Makes `set` the committed set (for [`health`](Self::health),
+    /// [`revoke`](Self::revoke), [`refresh_jwks`](Self::refresh_jwks) and
+    /// [`client_ip_resolver`](Self::client_ip_resolver)) and applies its
+    /// `[plugins.rate_limit]` (the purge interval; the key cap already applied to the
+    /// limiters created while building chains against `set`). Running chains are not
+    /// touched: they keep the set they were built with until the caller drops them.
+    pub fn commit(&self, set: &Arc<PolicySet>) {
+        self.limiters.reconfigure(&set.config.rate_limit);
+        self.current.store(Arc::clone(set));
+    }
+
+    /// The committed set, e.g. to build chains for a config that did not change.
+    pub fn current(&self) -> Arc<PolicySet> {
+        self.current.load_full()
+    }
+
+    /// Assembles a route's chain against `set` (prepared or committed). Errors name the
+    /// offending key relative to the route's `plugins` table. Rate-limit buckets of rules
+    /// that running chains already use are shared with them (they survive the reload);
+    /// nothing a running chain uses is changed.
     pub fn build_chain(
-        self: &Arc<Self>,
+        &self,
+        set: &Arc<PolicySet>,
         route_id: &str,
         policy: &RoutePolicy,
     ) -> Result<Chain, RuntimeError> {
-        let shared = self.shared.load();
-        let mut issues = policy.validate(&shared.config).into_iter();
-        if let Some(first) = issues.next() {
-            let mut message = first.message;
-            for more in issues {
-                message.push_str(&format!("; also {}: {}", more.path, more.message));
-            }
-            return Err(RuntimeError::config(first.path, message));
-        }
-        Chain::build(Arc::clone(self), route_id, policy)
+        crate::chain::build_chain(set, &self.limiters, route_id, policy)
     }
 
+    /// Health of the committed set.
     pub fn health(&self) -> PolicyHealth {
-        let shared = self.shared.load();
-        PolicyHealth {
-            redis_connected: shared.redis.as_ref().map(|r| r.value.is_up()),
-            jwt_keys: shared.jwt.as_ref().map_or(0, |j| j.value.key_count()),
-            revocation_subscribed: shared
-                .redis
-                .as_ref()
-                .map(|_| shared.revocation.value.is_subscribed()),
-        }
+        self.current.load().health()
     }
 
-    /// The resolver the edge uses to fill `RequestContext::client_ip`.
+    /// The committed set's resolver, which the edge uses to fill
+    /// `RequestContext::client_ip`.
     pub fn client_ip_resolver(&self) -> Arc<ClientIpResolver> {
-        Arc::clone(&self.shared.load().client_ip)
+        Arc::clone(&self.current.load().client_ip)
     }
 
     /// Shorthand for `client_ip_resolver().resolve(peer, headers)`.
     pub fn resolve_client_ip(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> IpAddr {
-        self.shared.load().client_ip.resolve(peer, headers)
+        self.current.load().client_ip.resolve(peer, headers)
     }
 
     /// Revokes a token the way auth does (Redis SET + PUBLISH, or the in-process store
-    /// without Redis). For tests and single-node use; the edge itself never revokes.
+    /// without Redis), through the committed set. For tests and single-node use; the edge
+    /// itself never revokes.
     pub async fn revoke(&self, jti: &str, exp: u64) -> Result<(), RevocationError> {
-        let revocation = self.shared.load().revocation.clone();
+        let revocation = self.current.load().revocation.clone();
         revocation.value.revoke(jti, exp).await
     }
 
-    /// Fetches the JWKS now (no-op without a JWKS URL).
+    /// Fetches the committed set's JWKS now (no-op without a JWKS URL).
     pub async fn refresh_jwks(&self) -> Result<usize, JwksError> {
-        let jwt = self.shared.load().jwt.clone();
+        let jwt = self.current.load().jwt.clone();
         match jwt {
             Some(jwt) => jwt.value.refresh_jwks().await,
             None => Ok(0),
@@ -249,179 +185,42 @@ impl PolicyRuntime {
         &self.metrics
     }
 
-    /// Applies a changed `[plugins]` table (hot reload). Sections that did not change keep
-    /// their state (verified tokens, revoked set, subscription, connection). Rate-limit
-    /// buckets always survive. On error nothing changes. Rebuild the chains afterwards if
-    /// route validation may depend on the change (e.g. `[plugins.jwt]` added).
+    /// [`prepare`](Self::prepare) + [`commit`](Self::commit) in one go, for tests and
+    /// embedders without a snapshot of their own. On error nothing changes. Chains built
+    /// earlier keep the set they were built with: rebuild them afterwards.
+    ///
+    /// The edge must not use this for reloads: it commits before the rest of the new
+    /// config is validated. Use `prepare`, `build_chain`, validate, then `commit`.
     pub async fn reconfigure(&self, config: &PluginsConfig) -> Result<(), RuntimeError> {
         let _serial = self.reconfigure_lock.lock().await;
-        if let Some(issue) = config.validate().into_iter().next() {
-            return Err(RuntimeError::config(
-                format!("plugins.{}", issue.path),
-                issue.message,
-            ));
-        }
-        let old = self.shared.load_full();
-        if old.config == *config {
-            return Ok(());
-        }
-        let shared = build_shared(config, &self.config_dir, &self.metrics, Some(&old)).await?;
-        self.limiters.reconfigure(&config.rate_limit);
-        self.shared.store(Arc::new(shared));
+        let set = self.prepare(config).await?;
+        self.commit(&set);
         Ok(())
     }
 
-    /// Stops every background task now (they also stop when the runtime is dropped).
+    /// Stops every background task now, including those of the committed set (they also
+    /// stop when the runtime is dropped).
     pub fn shutdown(&self) {
         self.tasks.abort_all();
-        self.shared.load().abort_all();
+        self.current.load().abort_all();
     }
 }
 
 impl Drop for PolicyRuntime {
     fn drop(&mut self) {
-        self.shared.load().abort_all();
-    }
-}
-
-/// Builds a `Shared` for `config`, reusing the parts of `old` whose config is unchanged.
-async fn build_shared(
-    config: &PluginsConfig,
-    config_dir: &Path,
-    metrics: &PolicyMetrics,
-    old: Option<&Arc<Shared>>,
-) -> Result<Shared, RuntimeError> {
-    let same = |f: &dyn Fn(&PluginsConfig) -> bool| old.is_some_and(|o| f(&o.config));
-
-    let identity_key = match &config.identity {
-        Some(identity) => {
-            let path = resolve(config_dir, &identity.key_file);
-            let key = IdentityKey::from_file(&path)
-                .map_err(|e| RuntimeError::config("plugins.identity.key_file", e.to_string()))?;
-            Some(Arc::new(key))
-        }
-        None => None,
-    };
-
-    let jwt = match (&config.jwt, old) {
-        (Some(jwt_config), Some(old)) if old.config.jwt.as_ref() == Some(jwt_config) => {
-            old.jwt.clone()
-        }
-        (Some(jwt_config), _) => {
-            let verifier = JwtVerifier::new(jwt_config, config_dir, metrics.clone())
-                .map_err(|e| RuntimeError::config(format!("plugins.{}", e.path), e.message))?;
-            let part = Part::new(Arc::new(verifier));
-            start_jwt_tasks(&part, jwt_config.jwks_refresh_interval).await;
-            Some(part)
-        }
-        (None, _) => None,
-    };
-
-    let redis = match (&config.redis, old) {
-        (Some(redis_config), Some(old)) if old.config.redis.as_ref() == Some(redis_config) => {
-            old.redis.clone()
-        }
-        (Some(redis_config), _) => {
-            let link = RedisLink::new(redis_config, metrics.clone())
-                .map_err(|message| RuntimeError::config("plugins.redis.url", message))?;
-            let link = Arc::new(link);
-            if let Err(err) = link.connect_once().await {
-                tracing::warn!(error = %err, "Redis unreachable at start; continuing and retrying in the background");
-            }
-            let part = Part::new(Arc::clone(&link));
-            part.tasks.push(tokio::spawn(link.supervise()));
-            Some(part)
-        }
-        (None, _) => None,
-    };
-
-    let revocation_unchanged =
-        same(&|c| c.revocation == config.revocation && c.redis == config.redis);
-    let revocation = match old {
-        Some(old) if revocation_unchanged => old.revocation.clone(),
-        _ => {
-            let cache = match &redis {
-                Some(link) => RevocationCache::with_redis(
-                    &config.revocation,
-                    Arc::clone(&link.value),
-                    metrics.clone(),
-                ),
-                None => RevocationCache::in_memory(&config.revocation, metrics.clone()),
-            };
-            let part = Part::new(Arc::new(cache));
-            if let Some(handle) = part.value.start_subscription().await {
-                part.tasks.push(handle);
-            }
-            let sweeper = Arc::clone(&part.value);
-            part.tasks.push(tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(SWEEP_INTERVAL).await;
-                    sweeper.sweep();
-                }
-            }));
-            part
-        }
-    };
-
-    Ok(Shared {
-        config: config.clone(),
-        jwt,
-        redis,
-        revocation,
-        identity_key,
-        client_ip: Arc::new(ClientIpResolver::new(&config.client_ip)),
-    })
-}
-
-/// First JWKS fetch (awaited, bounded by the fetch timeout), then the refresh loop and the
-/// verified-cache sweeper.
-async fn start_jwt_tasks(part: &Part<JwtVerifier>, refresh_interval: Duration) {
-    let verifier = Arc::clone(&part.value);
-    if verifier.has_jwks() {
-        if let Err(err) = verifier.refresh_jwks().await {
-            tracing::warn!(error = %err, "initial JWKS fetch failed; retrying in the background");
-        }
-        let refresher = Arc::clone(&verifier);
-        part.tasks.push(tokio::spawn(async move {
-            let mut retry = JWKS_INITIAL_RETRY;
-            loop {
-                // Until a first key set arrives, retry quickly (with backoff) instead of
-                // waiting a whole refresh interval with no keys.
-                let wait = if refresher.jwks_key_count() == 0 {
-                    let wait = retry.min(refresh_interval);
-                    retry = (retry * 2).min(Duration::from_secs(30));
-                    wait
-                } else {
-                    refresh_interval
-                };
-                tokio::time::sleep(wait).await;
-                if let Err(err) = refresher.refresh_jwks().await {
-                    tracing::warn!(error = %err, "JWKS refresh failed; keeping the last good key set");
-                }
-            }
-        }));
-    }
-    part.tasks.push(tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(SWEEP_INTERVAL).await;
-            verifier.sweep_cache();
-        }
-    }));
-}
-
-fn resolve(config_dir: &Path, path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        config_dir.join(path)
+        self.current.load().abort_all();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::JwtProviderConfig;
-    use crate::test_support::{JwksServer, TestKey};
+    use crate::config::{JwtAlgorithm, JwtMode, JwtProviderConfig, RateLimitKey, StaticKeyConfig};
+    use crate::decision::Decision;
+    use crate::steps::testing::*;
+    use crate::test_support::{Claims, JwksServer, TestKey};
+    use http::StatusCode;
+    use std::time::Duration;
 
     async fn wait_for(limit: Duration, condition: impl Fn() -> bool) -> bool {
         let start = std::time::Instant::now();
@@ -507,5 +306,206 @@ mod tests {
             matches!(&err, RuntimeError::Config { path, .. } if path == "plugins.identity.key_file"),
             "{err}"
         );
+    }
+    #[tokio::test]
+    async fn reconfigure_keeps_buckets_and_picks_up_a_new_identity_key() {
+        let f = fixture(true).await;
+        let policy = RoutePolicy {
+            jwt: jwt(JwtMode::Required),
+            rate_limits: vec![rule(RateLimitKey::User, 1)],
+            ..Default::default()
+        };
+        let chain = f.chain("r", &policy).expect("chain");
+        let token = f.key.sign(&Claims::valid("u"));
+        assert_eq!(
+            chain
+                .evaluate(&request("GET", &[bearer(&token)]), &ctx(false))
+                .await
+                .decision,
+            Decision::Continue
+        );
+        let mut config = f.runtime.current().config().clone();
+        config.identity = None;
+        f.runtime.reconfigure(&config).await.expect("reconfigure");
+        // Chains built earlier keep the set they were built with; a rebuilt chain shares
+        // their buckets and uses the new set.
+        let rebuilt = f.chain("r", &policy).expect("chain");
+        let outcome = rebuilt
+            .evaluate(&request("GET", &[bearer(&token)]), &ctx(false))
+            .await;
+        assert_eq!(
+            respond(&outcome).status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "bucket kept"
+        );
+        let other = f.key.sign(&Claims::valid("v"));
+        let outcome = rebuilt
+            .evaluate(&request("GET", &[bearer(&other)]), &ctx(false))
+            .await;
+        assert_eq!(outcome.decision, Decision::Continue);
+        assert!(outcome.identity.is_some());
+        assert!(
+            upstream(&outcome, "x-user-id").is_none(),
+            "no identity key any more"
+        );
+        let bad = PluginsConfig {
+            redis: Some(crate::config::RedisConfig {
+                url: "http://not-redis".into(),
+                namespace: String::new(),
+                connect_timeout: Duration::from_millis(100),
+                command_timeout: Duration::from_millis(100),
+            }),
+            ..config
+        };
+        assert!(f.runtime.reconfigure(&bad).await.is_err());
+    }
+
+    /// Whether `chain` admits `token`, or the error code it answers with.
+    async fn admits(chain: &Chain, token: &str) -> Result<(), String> {
+        let outcome = chain
+            .evaluate(&request("GET", &[bearer(token)]), &ctx(false))
+            .await;
+        match &outcome.decision {
+            Decision::Continue => Ok(()),
+            Decision::Respond(response) => Err(error_code(response)),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_prepared_set_changes_nothing_until_it_is_committed() {
+        let f = fixture(true).await;
+        let policy = RoutePolicy {
+            jwt: jwt(JwtMode::Required),
+            ..Default::default()
+        };
+        let running = f.chain("r", &policy).expect("chain");
+        let old_token = f.key.sign(&Claims::valid("u"));
+        let new_token = f
+            .key
+            .sign(&Claims::valid("u").set("iss", serde_json::json!("new-issuer")));
+        assert_eq!(admits(&running, &old_token).await, Ok(()));
+        assert_eq!(admits(&running, &new_token).await, Err("bad_issuer".into()));
+
+        // The new config: another issuer, and a second key so health() tells them apart.
+        let mut config = f.runtime.current().config().clone();
+        let second = TestKey::ed25519("k2");
+        std::fs::write(f.dir.path().join("k2.pem"), &second.public_pem).expect("pem");
+        let provider = config.jwt.as_mut().expect("jwt");
+        provider.issuer = "new-issuer".into();
+        provider.static_keys.push(StaticKeyConfig {
+            kid: "k2".into(),
+            algorithm: JwtAlgorithm::EdDSA,
+            pem_file: "k2.pem".into(),
+        });
+
+        // A reload that is rejected after its chains were built: nothing changed.
+        let prepared = f.runtime.prepare(&config).await.expect("prepare");
+        assert_eq!(prepared.health().jwt_keys, 2);
+        assert_eq!(
+            f.runtime.health().jwt_keys,
+            1,
+            "health is the committed set's"
+        );
+        let candidate = f
+            .runtime
+            .build_chain(&prepared, "r", &policy)
+            .expect("chain");
+        assert_eq!(admits(&candidate, &new_token).await, Ok(()));
+        assert_eq!(
+            admits(&candidate, &old_token).await,
+            Err("bad_issuer".into())
+        );
+        drop(candidate);
+        drop(prepared);
+        assert_eq!(admits(&running, &old_token).await, Ok(()));
+        assert_eq!(admits(&running, &new_token).await, Err("bad_issuer".into()));
+        assert_eq!(f.runtime.health().jwt_keys, 1);
+        let current = f.runtime.current();
+        let issuer = current.config().jwt.as_ref().map(|j| j.issuer.as_str());
+        assert_eq!(issuer, Some(crate::test_support::ISSUER));
+
+        // The same reload, accepted: chains built against the set enforce it once committed.
+        let prepared = f.runtime.prepare(&config).await.expect("prepare");
+        let rebuilt = f
+            .runtime
+            .build_chain(&prepared, "r", &policy)
+            .expect("chain");
+        f.runtime.commit(&prepared);
+        assert!(Arc::ptr_eq(&f.runtime.current(), &prepared));
+        assert_eq!(f.runtime.health().jwt_keys, 2);
+        assert_eq!(admits(&rebuilt, &new_token).await, Ok(()));
+        assert_eq!(admits(&rebuilt, &old_token).await, Err("bad_issuer".into()));
+        let from_current = f.chain("r", &policy).expect("chain");
+        assert_eq!(admits(&from_current, &new_token).await, Ok(()));
+        // The old chain keeps its own set until the caller drops it with its snapshot.
+        assert_eq!(admits(&running, &old_token).await, Ok(()));
+
+        // Preparing the committed config again yields the committed set itself.
+        let again = f.runtime.prepare(&config).await.expect("prepare");
+        assert!(Arc::ptr_eq(&again, &prepared));
+    }
+
+    #[tokio::test]
+    async fn dropping_a_prepared_set_stops_only_the_tasks_it_started() {
+        let key = TestKey::ed25519("k");
+        let committed_jwks = JwksServer::start(vec![key.jwk.clone()]).await;
+        let abandoned_jwks = JwksServer::start(vec![key.jwk.clone()]).await;
+        let provider = |url: String| JwtProviderConfig {
+            issuer: "i".into(),
+            audience: "a".into(),
+            jwks_url: Some(url),
+            jwks_refresh_interval: Duration::from_millis(50),
+            jwks_min_refetch_interval: Duration::from_secs(10),
+            jwks_fetch_timeout: Duration::from_secs(1),
+            static_keys: Vec::new(),
+            leeway: Duration::from_secs(5),
+            verified_cache_size: 100,
+        };
+        let config = PluginsConfig {
+            jwt: Some(provider(committed_jwks.url())),
+            ..PluginsConfig::default()
+        };
+        let runtime = PolicyRuntime::new(&config, Path::new("."), &prometheus::Registry::new())
+            .await
+            .expect("runtime");
+
+        // A new JWKS source is a fresh part with its own refresh task.
+        let other = PluginsConfig {
+            jwt: Some(provider(abandoned_jwks.url())),
+            ..config.clone()
+        };
+        let prepared = runtime.prepare(&other).await.expect("prepare");
+        assert!(
+            wait_for(Duration::from_secs(5), || abandoned_jwks.hits() >= 3).await,
+            "the prepared set refreshes its keys"
+        );
+        drop(prepared);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let stopped_at = abandoned_jwks.hits();
+        let committed_before = committed_jwks.hits();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(abandoned_jwks.hits(), stopped_at, "its refresh stopped");
+        assert!(
+            committed_jwks.hits() > committed_before,
+            "the committed set's refresh runs on"
+        );
+
+        // A set sharing the committed JWT part: dropping it stops nothing.
+        let mut shares_jwt = config.clone();
+        shares_jwt.rate_limit.max_tracked_keys += 1;
+        let prepared = runtime.prepare(&shares_jwt).await.expect("prepare");
+        assert!(Arc::ptr_eq(
+            &prepared.jwt.as_ref().expect("jwt").value,
+            &runtime.current().jwt.as_ref().expect("jwt").value
+        ));
+        drop(prepared);
+        let committed_before = committed_jwks.hits();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(
+            committed_jwks.hits() > committed_before,
+            "shared part still refreshed"
+        );
+        assert_eq!(runtime.health().jwt_keys, 1);
+        runtime.shutdown();
     }
 }

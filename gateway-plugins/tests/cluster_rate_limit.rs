@@ -39,8 +39,16 @@ async fn two_edges_share_one_cluster_quota_within_ten_percent() {
     let edge_b = node(&config, dir.path()).await;
     // 200 per 10 minutes: replenishment during the test (~0.3/s) is negligible.
     let policy = cluster_rule(QUOTA, Duration::from_secs(600));
-    let chain_a = std::sync::Arc::new(edge_a.build_chain("login", &policy).expect("chain"));
-    let chain_b = std::sync::Arc::new(edge_b.build_chain("login", &policy).expect("chain"));
+    let chain_a = std::sync::Arc::new(
+        edge_a
+            .build_chain(&edge_a.current(), "login", &policy)
+            .expect("chain"),
+    );
+    let chain_b = std::sync::Arc::new(
+        edge_b
+            .build_chain(&edge_b.current(), "login", &policy)
+            .expect("chain"),
+    );
     let client: IpAddr = "198.51.100.23".parse().expect("ip");
 
     let started = std::time::Instant::now();
@@ -85,7 +93,11 @@ async fn cluster_limit_falls_back_to_the_local_limit_while_redis_is_down() {
     let config = plugins_config(dir.path(), &key, Some((&redis.url(), &ns)));
     let edge = node(&config, dir.path()).await;
     let chain = edge
-        .build_chain("login", &cluster_rule(5, Duration::from_secs(3600)))
+        .build_chain(
+            &edge.current(),
+            "login",
+            &cluster_rule(5, Duration::from_secs(3600)),
+        )
         .expect("chain");
     let client: IpAddr = "198.51.100.24".parse().expect("ip");
 

@@ -31,8 +31,12 @@ async fn logout_reaches_two_edge_nodes_through_pubsub_fast() {
     for edge in [&edge_a, &edge_b] {
         assert_eq!(edge.health().revocation_subscribed, Some(true));
     }
-    let chain_a = edge_a.build_chain("records", &route).expect("chain");
-    let chain_b = edge_b.build_chain("records", &route).expect("chain");
+    let chain_a = edge_a
+        .build_chain(&edge_a.current(), "records", &route)
+        .expect("chain");
+    let chain_b = edge_b
+        .build_chain(&edge_b.current(), "records", &route)
+        .expect("chain");
 
     let claims = Claims::valid("user-1");
     let token = key.sign(&claims);
@@ -105,6 +109,7 @@ async fn redis_outage_follows_fail_mode_and_recovery_resubscribes() {
     let edge = node(&config, dir.path()).await;
     let closed = edge
         .build_chain(
+            &edge.current(),
             "closed",
             &RoutePolicy {
                 jwt: Some(jwt_route(FailMode::Closed)),
@@ -114,6 +119,7 @@ async fn redis_outage_follows_fail_mode_and_recovery_resubscribes() {
         .expect("chain");
     let open = edge
         .build_chain(
+            &edge.current(),
             "open",
             &RoutePolicy {
                 jwt: Some(jwt_route(FailMode::Open)),
@@ -215,6 +221,7 @@ async fn a_revocation_missed_while_unsubscribed_is_found_after_resync() {
     let edge = node(&config, dir.path()).await;
     let chain = edge
         .build_chain(
+            &edge.current(),
             "r",
             &RoutePolicy {
                 jwt: Some(jwt_route(FailMode::Closed)),
