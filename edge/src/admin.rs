@@ -60,7 +60,7 @@ impl AdminApp {
             clusters.insert(name.clone(), json!({"ready": ok, "health": health}));
         }
         let certs = self.state.certs.current();
-        let policy = self.state.policy.health();
+        let policy = self.state.snapshot().policy.health();
         let body = json!({
             "ready": ready,
             "configVersion": snapshot.version,

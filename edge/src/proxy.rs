@@ -139,15 +139,14 @@ async fn write_edge_response(
 const DISCARD_BODY_BYTES: usize = 1024 * 1024;
 const DISCARD_BODY_TIME: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// After a complete early answer, reads (and drops) what is left of the request body on
-/// multiplexed protocols, so the stream closes cleanly instead of being reset with
-/// CANCEL — which clients such as curl report as a failure (exit 92) although the
-/// response arrived. Bounded in bytes and time; past that the stream is reset as before
-/// (RFC 9113 section 8.1 allows either). HTTP/1.1 closes the connection instead.
-async fn discard_unread_body(session: &mut Session, protocol: Protocol) {
-    if protocol == Protocol::Http1 {
-        return;
-    }
+/// After a complete early answer, reads (and drops) what is left of the request body, so
+/// the client gets to read the answer: on h2/h3 the stream then closes cleanly instead of
+/// being reset with CANCEL (curl reports that as exit 92 although the response arrived);
+/// on HTTP/1.1 the connection (closed after such an answer) is not torn down with unread
+/// bytes in its receive buffer, which makes the kernel send a RST that can destroy the
+/// response before the client read it (RFC 9112 section 9.6). Bounded in bytes and time;
+/// past that the stream is reset / the connection closed as before.
+async fn discard_unread_body(session: &mut Session) {
     let downstream = session.as_downstream_mut();
     let drained = tokio::time::timeout(DISCARD_BODY_TIME, async {
         let mut left = DISCARD_BODY_BYTES;
@@ -314,7 +313,7 @@ impl ProxyHttp for EdgeProxy {
                 )
                 .await?;
                 if close {
-                    discard_unread_body(session, ctx.protocol).await;
+                    discard_unread_body(session).await;
                 }
                 Ok(true)
             }
@@ -553,7 +552,7 @@ impl ProxyHttp for EdgeProxy {
             {
                 tracing::debug!(%err, "could not send the error response");
             } else if !session.as_downstream_mut().is_body_done() {
-                discard_unread_body(session, ctx.protocol).await;
+                discard_unread_body(session).await;
             }
         } else {
             return FailToProxy {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
 
+use crate::certs::PreparedCerts;
 use crate::config::locate::KeyPath;
 use crate::config::{load_file, ConfigError};
 use crate::state::{EdgeState, Snapshot};
@@ -61,23 +62,53 @@ async fn reload_locked(state: &Arc<EdgeState>) -> Result<ConfigReload, ConfigErr
         return Ok(ConfigReload::Unchanged);
     }
     warn_about_restart_only_changes(&current, &loaded.config);
-    if loaded.config.plugins != current.config().plugins {
+    // Build and validate EVERYTHING first — policy resources, routes and their chains,
+    // clusters, certificates — without touching what serves; then commit in one go. A
+    // rejected reload therefore changes nothing (not even the JWT issuer or Redis URL).
+    let policy_set = if loaded.config.plugins == current.config().plugins {
+        current.policy.clone()
+    } else {
         state
             .policy
-            .reconfigure(&loaded.config.plugins)
+            .prepare(&loaded.config.plugins)
             .await
             .map_err(|err| ConfigError {
                 problems: vec![loaded.problem(&KeyPath::root().key("plugins"), err.to_string())],
-            })?;
-    }
+            })?
+    };
     let version = current.version + 1;
-    let (snapshot, fresh_clusters) =
-        Snapshot::build(loaded, Some(&current), &state.policy, version)?;
-    // Certificates named by the new config must load before anything is swapped.
-    reload_certs_of(state, &snapshot).await?;
+    let (snapshot, fresh_clusters) = Snapshot::build(
+        loaded,
+        Some(&current),
+        &state.policy,
+        policy_set.clone(),
+        version,
+    )?;
+    let certs = prepare_certs_of(state, &snapshot).await?;
+    // Commit: certificates (their own store, read by the TLS callbacks), the policy set
+    // (health, admin), then the one snapshot every request reads.
+    if let Some(certs) = certs {
+        state.certs.install(certs);
+    }
+    state.policy.commit(&policy_set);
     state.start_health_checks(&fresh_clusters);
     state.swap(snapshot);
     Ok(ConfigReload::Applied { version })
+}
+
+async fn prepare_certs_of(
+    state: &EdgeState,
+    snapshot: &Snapshot,
+) -> Result<Option<PreparedCerts>, ConfigError> {
+    state
+        .certs
+        .prepare(&snapshot.config().tls)
+        .await
+        .map_err(|err| ConfigError {
+            problems: vec![snapshot
+                .loaded
+                .problem(&KeyPath::root().key("tls"), err.to_string())],
+        })
 }
 
 async fn reload_certs_of(state: &EdgeState, snapshot: &Snapshot) -> Result<(), ConfigError> {

@@ -187,8 +187,8 @@ pub fn run(config: Option<&Path>, upgrade: bool) -> anyhow::Result<()> {
                 )
             )
         })?;
-    let (snapshot, clusters) =
-        Snapshot::build(loaded, None, &policy, 1).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (snapshot, clusters) = Snapshot::build(loaded, None, &policy, policy.current(), 1)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let tracing_config = platform_telemetry::TracingConfig {
         otlp_endpoint: config
             .tracing

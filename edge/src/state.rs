@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use arc_swap::ArcSwap;
 use gateway_plugins::client_ip::ClientIpResolver;
-use gateway_plugins::PolicyRuntime;
+use gateway_plugins::{PolicyRuntime, PolicySet};
 use http::HeaderValue;
 use pingora_core::connectors::http::Connector;
 
@@ -17,14 +17,18 @@ use crate::metrics::EdgeMetrics;
 use crate::routes::{HostPattern, Route, RouteTable};
 use crate::upstream::{run_health_checks, BuiltClusters, Cluster, ClusterError, Clusters};
 
-/// Everything derived from one config version. Immutable; requests pin the snapshot they
-/// started with, so a reload never changes a request midway.
+/// Everything derived from one config version — routes, clusters, the policy chains AND
+/// the policy resources they run on (`policy`: JWT keys, Redis link, revocation cache,
+/// identity key), the client-IP resolver. Immutable; requests pin the snapshot they
+/// started with, so a reload never changes a request midway, and a reload swaps all of it
+/// in one store or nothing.
 pub struct Snapshot {
     pub version: u64,
     pub loaded: LoadedConfig,
     pub routes: RouteTable,
     pub clusters: Clusters,
-    pub client_ip: ClientIpResolver,
+    pub policy: Arc<PolicySet>,
+    pub client_ip: Arc<ClientIpResolver>,
     pub loaded_at: SystemTime,
     /// `strict-transport-security`, precomputed (None when disabled).
     pub hsts: Option<HeaderValue>,
@@ -35,12 +39,15 @@ impl Snapshot {
         &self.loaded.config
     }
 
-    /// Builds routes (with their policy chains) and clusters for `loaded`, reusing the
-    /// unchanged clusters of `previous`. Returns the clusters that need health checkers.
+    /// Builds routes (with their policy chains, built against `policy_set`, a prepared and
+    /// not yet committed set) and clusters for `loaded`, reusing the unchanged clusters of
+    /// `previous`. Returns the clusters that need health checkers. Changes nothing shared:
+    /// dropping the result undoes it.
     pub fn build(
         loaded: LoadedConfig,
         previous: Option<&Snapshot>,
-        policy: &Arc<PolicyRuntime>,
+        policy: &PolicyRuntime,
+        policy_set: Arc<PolicySet>,
         version: u64,
     ) -> Result<(Self, Vec<Arc<Cluster>>), ConfigError> {
         let config = &loaded.config;
@@ -63,7 +70,7 @@ impl Snapshot {
                 problems.push(loaded.problem(&key.key("upstream"), "unknown cluster"));
                 continue;
             };
-            let chain = match policy.build_chain(&policy.current(), &route.id, &route.plugins) {
+            let chain = match policy.build_chain(&policy_set, &route.id, &route.plugins) {
                 Ok(chain) => chain,
                 Err(err) => {
                     let (path, message) = match &err {
@@ -95,12 +102,13 @@ impl Snapshot {
             "" => None,
             value => HeaderValue::from_str(value).ok(),
         };
-        let client_ip = ClientIpResolver::new(&config.plugins.client_ip);
+        let client_ip = policy_set.client_ip_resolver().clone();
         Ok((
             Self {
                 version,
                 routes: RouteTable::new(routes),
                 clusters,
+                policy: policy_set,
                 client_ip,
                 loaded_at: SystemTime::now(),
                 hsts,

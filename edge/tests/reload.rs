@@ -205,3 +205,123 @@ upstream = "records"
     );
     assert!(!stdout.contains("s3cr3t"), "{stdout}");
 }
+
+/// An Ed25519 key pair: the edge verifies with the public PEM, the test signs.
+struct SigningKey {
+    encoding: jsonwebtoken::EncodingKey,
+    public_pem: std::path::PathBuf,
+}
+
+fn signing_key(dir: &std::path::Path) -> SigningKey {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("ed25519 key");
+    let public_pem = dir.join("jwt-public.pem");
+    std::fs::write(&public_pem, key.public_key_pem()).expect("write key");
+    let encoding =
+        jsonwebtoken::EncodingKey::from_ed_pem(key.serialize_pem().as_bytes()).expect("pkcs8");
+    SigningKey {
+        encoding,
+        public_pem,
+    }
+}
+
+fn token(key: &SigningKey, issuer: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let claims = serde_json::json!({
+        "sub": "00000000-0000-0000-0000-000000000001",
+        "email": "a@example.com",
+        "jti": format!("jti-{issuer}"),
+        "iss": issuer,
+        "aud": "record-platform",
+        "iat": now,
+        "exp": now + 600,
+    });
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = Some("k1".into());
+    jsonwebtoken::encode(&header, &claims, &key.encoding).expect("sign")
+}
+
+fn jwt_config(echo: &EchoServer, key: &SigningKey, issuer: &str) -> EdgeOptions {
+    let mut options = EdgeOptions::new(format!(
+        r#"
+[clusters.echo]
+addresses = ["{echo}"]
+
+[plugins.jwt]
+issuer = "{issuer}"
+audience = "record-platform"
+static_keys = [{{ kid = "k1", algorithm = "EdDSA", pem_file = "{key}" }}]
+
+[[routes]]
+id = "protected"
+path_prefix = "/api"
+upstream = "echo"
+plugins.jwt = {{ mode = "required" }}
+"#,
+        echo = echo.addr,
+        key = key.public_pem.display(),
+    ));
+    options.server_extra = "watch = false".into();
+    options
+}
+
+/// The one-snapshot rule: a reload that changes the JWT issuer AND names a broken
+/// certificate is rejected as a whole — the old issuer is still the one enforced — while
+/// the same issuer change with a good certificate takes effect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_reload_changes_no_policy_setting() {
+    let echo = EchoServer::start().await;
+    let keys = tempfile::tempdir().expect("dir");
+    let key = signing_key(keys.path());
+    let edge = Edge::start_with(jwt_config(&echo, &key, "issuer-a")).await;
+    let client = edge.client(HttpVersion::Http2);
+    let status_with = |issuer: &'static str| {
+        let client = client.clone();
+        let url = edge.url("/api/x");
+        let bearer = token(&key, issuer);
+        async move {
+            client
+                .get(url)
+                .bearer_auth(bearer)
+                .send()
+                .await
+                .expect("request")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status_with("issuer-a").await, 200);
+    assert_eq!(status_with("issuer-b").await, 401);
+
+    let broken_cert = edge.dir.path().join("broken.crt");
+    std::fs::write(
+        &broken_cert,
+        "-----BEGIN CERTIFICATE-----\nnot a certificate\n",
+    )
+    .expect("write");
+    let mut bad = jwt_config(&echo, &key, "issuer-b");
+    bad.certificate = Some((broken_cert, edge.leaf.key.clone()));
+    edge.write_config(&bad);
+    edge.process.signal(libc::SIGHUP).expect("sighup");
+    edge.wait_for_metric("rejected reload counted", |m| {
+        metric_sum(m, "edge_config_reloads_total", &["result=\"rejected\""]) >= 1.0
+    })
+    .await;
+    assert_eq!(
+        status_with("issuer-a").await,
+        200,
+        "old issuer still enforced"
+    );
+    assert_eq!(status_with("issuer-b").await, 401, "new issuer not applied");
+
+    edge.write_config(&jwt_config(&echo, &key, "issuer-b"));
+    edge.process.signal(libc::SIGHUP).expect("sighup");
+    edge.wait_for_metric("reload applied", |m| {
+        metric_sum(m, "edge_config_reloads_total", &["result=\"applied\""]) >= 1.0
+    })
+    .await;
+    assert_eq!(status_with("issuer-b").await, 200, "a valid reload applies");
+    assert_eq!(status_with("issuer-a").await, 401);
+}
