@@ -32,7 +32,7 @@ pub const SHARED_REDIS_URL: &str = "redis://127.0.0.1:56379";
 /// The workspace root (the directory holding the top-level `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    // services/testkit -> services -> root
+    // crates/testkit -> crates -> root
     manifest
         .ancestors()
         .nth(2)
