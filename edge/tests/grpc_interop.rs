@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{closed_port, Edge, GrpcServer};
+use common::{closed_port, jwt_public_key, Edge, GrpcServer};
 
 fn interop_python() -> std::path::PathBuf {
     let python = testkit::workspace_root().join(".dev/tools/interop/venv/bin/python");
@@ -18,13 +18,6 @@ fn interop_python() -> std::path::PathBuf {
         python.display()
     );
     python
-}
-
-fn jwt_public_key(dir: &std::path::Path) -> std::path::PathBuf {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("ed25519 key");
-    let path = dir.join("jwt-public.pem");
-    std::fs::write(&path, key.public_key_pem()).expect("write key");
-    path
 }
 
 /// Calls each path once with grpcio; returns (code, details) per path. Async: the

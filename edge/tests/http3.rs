@@ -5,16 +5,9 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::{closed_port, metric_sum, EchoServer, Edge, EdgeOptions};
+use common::{closed_port, jwt_public_key, metric_sum, EchoServer, Edge, EdgeOptions};
 use perf::h3client::H3Connection;
 use testkit::HttpVersion;
-
-fn jwt_public_key(dir: &std::path::Path) -> std::path::PathBuf {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("ed25519 key");
-    let path = dir.join("jwt-public.pem");
-    std::fs::write(&path, key.public_key_pem()).expect("write key");
-    path
-}
 
 async fn start(echo: &EchoServer) -> Edge {
     let keys = tempfile::tempdir().expect("dir");
@@ -195,4 +188,122 @@ async fn http3_shares_the_rate_limit_with_other_protocols() {
         .parse()
         .expect("seconds");
     assert!((1..=60).contains(&retry_after), "{retry_after}");
+}
+
+/// Runs `edge/tests/interop/h3_request.py` (aioquic) once; returns its JSON answer.
+async fn aioquic(
+    edge: &Edge,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &[&str],
+) -> serde_json::Value {
+    let root = testkit::workspace_root();
+    let python = root.join(".dev/tools/interop/venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} missing: run scripts/interop-tools.sh (make test does)",
+        python.display()
+    );
+    let output = tokio::process::Command::new(python)
+        .arg(root.join("edge/tests/interop/h3_request.py"))
+        .args(["127.0.0.1", &edge.https_port.to_string()])
+        .arg(edge.pki.ca_path())
+        .args(["localhost", method, path, body])
+        .args(headers)
+        .output()
+        .await
+        .expect("run h3_request.py");
+    assert!(
+        output.status.success(),
+        "aioquic {method} {path}: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        edge.process.logs()
+    );
+    serde_json::from_slice(&output.stdout).expect("h3_request.py prints JSON")
+}
+
+/// aioquic (PyPI), an HTTP/3 stack independent of quiche, through the same proxy path:
+/// proxied GET and a 1 MiB upload, edge-made JSON errors, a gRPC answer without a token,
+/// and a gRPC call to a real tonic backend whose trailers come back over HTTP/3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aioquic_gets_the_same_answers_as_our_client() {
+    let echo = EchoServer::start().await;
+    let grpc = common::GrpcServer::start().await;
+    let keys = tempfile::tempdir().expect("dir");
+    let body = format!(
+        r#"
+[clusters.echo]
+addresses = ["{echo}"]
+
+[clusters.grpc]
+addresses = ["{grpc}"]
+protocol = "h2c"
+
+[plugins.jwt]
+issuer = "record-platform"
+audience = "record-platform"
+static_keys = [{{ kid = "k1", algorithm = "EdDSA", pem_file = "{key}" }}]
+
+[[routes]]
+id = "public"
+path_prefix = "/api/public"
+strip_prefix = "/api"
+upstream = "echo"
+
+[[routes]]
+id = "protected"
+path_prefix = "/api/records"
+upstream = "echo"
+plugins.jwt = {{ mode = "required" }}
+
+[[routes]]
+id = "health"
+kind = "grpc"
+path_prefix = "/grpc.health.v1.Health/"
+upstream = "grpc"
+"#,
+        echo = echo.addr,
+        grpc = grpc.addr,
+        key = jwt_public_key(keys.path()).display(),
+    );
+    let edge = Edge::start_with(EdgeOptions::new(body).with_http3()).await;
+
+    let get = aioquic(&edge, "GET", "/api/public/item?x=1", "0", &[]).await;
+    assert_eq!(get["status"], 200, "{get}");
+    let echoed: serde_json::Value =
+        serde_json::from_str(get["body"].as_str().expect("text")).expect("echo JSON");
+    assert_eq!(echoed["path"], "/public/item");
+    assert_eq!(echoed["headers"]["x-forwarded-proto"], "https");
+
+    let upload = aioquic(&edge, "POST", "/api/public/upload", "1048576", &[]).await;
+    let echoed: serde_json::Value =
+        serde_json::from_str(upload["body"].as_str().expect("text")).expect("echo JSON");
+    assert_eq!(echoed["bodyLength"], 1 << 20);
+
+    let missing = aioquic(&edge, "GET", "/api/records", "0", &[]).await;
+    assert_eq!(missing["status"], 401);
+    let error: serde_json::Value =
+        serde_json::from_str(missing["body"].as_str().expect("text")).expect("error JSON");
+    assert_eq!(error["error"]["code"], "token_missing");
+
+    let nowhere = aioquic(&edge, "GET", "/nowhere", "0", &[]).await;
+    assert_eq!(nowhere["status"], 404);
+
+    // grpc.health.v1.HealthCheckRequest { service: "" } is an empty message: a 5-byte
+    // gRPC frame of zeros. The answer's grpc-status travels in HTTP/3 trailers.
+    let check = aioquic(
+        &edge,
+        "POST",
+        "/grpc.health.v1.Health/Check",
+        "hex:0000000000",
+        &["content-type:application/grpc", "te:trailers"],
+    )
+    .await;
+    assert_eq!(check["status"], 200, "{check}");
+    assert_eq!(check["trailers"]["grpc-status"], "0", "{check}");
+    assert!(
+        check["body_length"].as_u64().expect("length") >= 5,
+        "{check}"
+    );
 }

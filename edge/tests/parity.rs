@@ -8,7 +8,7 @@ mod common;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use common::{closed_port, metric_sum, EchoServer, Edge, EdgeOptions};
+use common::{closed_port, jwt_public_key, metric_sum, EchoServer, Edge, EdgeOptions};
 use perf::h3client::H3Connection;
 use testkit::{reqwest, HttpVersion};
 
@@ -83,13 +83,6 @@ impl Case {
         self.header("content-type", "application/grpc")
             .header("te", "trailers")
     }
-}
-
-fn jwt_public_key(dir: &std::path::Path) -> std::path::PathBuf {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("ed25519 key");
-    let path = dir.join("jwt-public.pem");
-    std::fs::write(&path, key.public_key_pem()).expect("write key");
-    path
 }
 
 async fn start(echo: &EchoServer, keys: &std::path::Path) -> Edge {

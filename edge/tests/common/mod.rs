@@ -429,6 +429,15 @@ impl GrpcServer {
     }
 }
 
+/// Writes a fresh Ed25519 public key (PEM) for `[plugins.jwt] static_keys`; nothing can
+/// sign for it, so only "no token" / "bad token" paths are exercised.
+pub fn jwt_public_key(dir: &std::path::Path) -> std::path::PathBuf {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("ed25519 key");
+    let path = dir.join("jwt-public.pem");
+    std::fs::write(&path, key.public_key_pem()).expect("write key");
+    path
+}
+
 /// A TCP port with nothing listening (connections are refused).
 pub fn closed_port() -> u16 {
     testkit::free_tcp_port()

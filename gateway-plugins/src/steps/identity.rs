@@ -59,15 +59,7 @@ mod tests {
     #[tokio::test]
     async fn valid_token_continues_with_signed_identity_headers() {
         let f = fixture(true).await;
-        let chain = f
-            .chain(
-                "records",
-                &RoutePolicy {
-                    jwt: jwt(JwtMode::Required),
-                    ..Default::default()
-                },
-            )
-            .expect("chain");
+        let chain = f.jwt_chain("records", JwtMode::Required);
         let claims = Claims::valid("user-42");
         let outcome = chain
             .evaluate(
@@ -110,15 +102,7 @@ mod tests {
     #[tokio::test]
     async fn without_identity_key_the_caller_is_known_but_not_forwarded() {
         let f = fixture(false).await;
-        let chain = f
-            .chain(
-                "r",
-                &RoutePolicy {
-                    jwt: jwt(JwtMode::Required),
-                    ..Default::default()
-                },
-            )
-            .expect("chain");
+        let chain = f.jwt_chain("r", JwtMode::Required);
         let token = f.key.sign(&Claims::valid("u"));
         let outcome = chain
             .evaluate(&request("GET", &[bearer(&token)]), &ctx(false))

@@ -77,15 +77,7 @@ mod tests {
     #[tokio::test]
     async fn missing_token_is_401_with_a_bare_bearer_challenge_and_a_request_id() {
         let f = fixture(true).await;
-        let chain = f
-            .chain(
-                "r",
-                &RoutePolicy {
-                    jwt: jwt(JwtMode::Required),
-                    ..Default::default()
-                },
-            )
-            .expect("chain");
+        let chain = f.jwt_chain("r", JwtMode::Required);
         let outcome = chain.evaluate(&request("GET", &[]), &ctx(false)).await;
         let response = respond(&outcome);
         assert_eq!(response.status, StatusCode::UNAUTHORIZED);
@@ -103,15 +95,7 @@ mod tests {
     #[tokio::test]
     async fn grpc_without_token_is_unauthenticated() {
         let f = fixture(true).await;
-        let chain = f
-            .chain(
-                "r",
-                &RoutePolicy {
-                    jwt: jwt(JwtMode::Required),
-                    ..Default::default()
-                },
-            )
-            .expect("chain");
+        let chain = f.jwt_chain("r", JwtMode::Required);
         let outcome = chain.evaluate(&request("POST", &[]), &ctx(true)).await;
         let response = respond(&outcome);
         assert_eq!(response.status, StatusCode::OK);
@@ -121,15 +105,7 @@ mod tests {
     #[tokio::test]
     async fn optional_mode_admits_anonymous_but_not_bad_tokens() {
         let f = fixture(true).await;
-        let chain = f
-            .chain(
-                "r",
-                &RoutePolicy {
-                    jwt: jwt(JwtMode::Optional),
-                    ..Default::default()
-                },
-            )
-            .expect("chain");
+        let chain = f.jwt_chain("r", JwtMode::Optional);
         let anonymous = chain.evaluate(&request("GET", &[]), &ctx(false)).await;
         assert_eq!(anonymous.decision, Decision::Continue);
         assert!(anonymous.identity.is_none());

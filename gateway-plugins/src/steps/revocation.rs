@@ -74,15 +74,7 @@ mod tests {
     #[tokio::test]
     async fn revoked_token_is_refused_in_process_without_redis() {
         let f = fixture(true).await;
-        let chain = f
-            .chain(
-                "r",
-                &RoutePolicy {
-                    jwt: jwt(JwtMode::Required),
-                    ..Default::default()
-                },
-            )
-            .expect("chain");
+        let chain = f.jwt_chain("r", JwtMode::Required);
         let claims = Claims::valid("u");
         let token = f.key.sign(&claims);
         let before = chain

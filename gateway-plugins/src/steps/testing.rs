@@ -35,6 +35,18 @@ impl Fixture {
         self.runtime
             .build_chain(&self.runtime.current(), route_id, policy)
     }
+
+    /// A chain with only the JWT step in `mode`.
+    pub(crate) fn jwt_chain(&self, route_id: &str, mode: JwtMode) -> Chain {
+        self.chain(
+            route_id,
+            &RoutePolicy {
+                jwt: jwt(mode),
+                ..Default::default()
+            },
+        )
+        .expect("chain")
+    }
 }
 
 pub(crate) async fn fixture(with_identity: bool) -> Fixture {
