@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use gateway_plugins::TlsInfo;
 use pingora_core::apps::HttpServerApp;
@@ -380,8 +379,6 @@ async fn reject_malformed(send: &mut session::FrameSink, problem: &str) {
         .await
         .is_ok()
     {
-        let _ = send
-            .send(OutboundFrame::Body(Bytes::from(body), true))
-            .await;
+        let _ = send.send(OutboundFrame::Body(body, true)).await;
     }
 }

@@ -68,7 +68,7 @@ pub(super) fn reject(metrics: &PolicyMetrics, rejection: JwtRejection, grpc: boo
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{JwtMode, RoutePolicy};
+    use crate::config::JwtMode;
     use crate::decision::Decision;
     use crate::steps::testing::*;
     use crate::test_support::Claims;

@@ -66,7 +66,7 @@ impl RevocationStep {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::{JwtMode, RoutePolicy};
+    use crate::config::JwtMode;
     use crate::decision::Decision;
     use crate::steps::testing::*;
     use crate::test_support::Claims;
