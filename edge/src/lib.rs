@@ -10,6 +10,7 @@ mod access_log;
 mod admin;
 mod certs;
 mod config;
+mod front;
 mod h3;
 mod metrics;
 mod pipeline;

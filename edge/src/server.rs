@@ -8,51 +8,21 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use gateway_plugins::PolicyRuntime;
 use pingora_core::apps::http_app::HttpServer;
-use pingora_core::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream};
+use pingora_core::apps::HttpServerOptions;
 use pingora_core::protocols::http::v2::server::default_h2_options;
-use pingora_core::protocols::http::v2::server::H2Options;
-use pingora_core::protocols::http::ServerSession;
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::Server;
-use pingora_core::server::ShutdownWatch;
-use pingora_core::services::background::GenBackgroundService;
 use pingora_core::services::listening::Service;
 
 use crate::admin::{AdminApp, RedirectApp};
 use crate::certs::{CertSet, CertStore};
 use crate::config::{load_file, load_str, EdgeConfig, LoadedConfig, LogFormat, EMBEDDED_DEFAULT};
+use crate::front::{HttpsFront, SharedProxy};
 use crate::h3::Http3Service;
 use crate::metrics::EdgeMetrics;
-use crate::proxy::{EdgeHttpProxy, EdgeProxy};
+use crate::proxy::EdgeProxy;
 use crate::state::{EdgeState, Snapshot};
 use crate::upstream::Clusters;
-
-/// Lets Pingora's TCP service run the shared `Arc<EdgeHttpProxy>` (a `Service` owns its
-/// app by value; the QUIC listener holds the same Arc).
-struct SharedProxy(Arc<EdgeHttpProxy>);
-
-#[async_trait::async_trait]
-impl HttpServerApp for SharedProxy {
-    async fn process_new_http(
-        self: &Arc<Self>,
-        session: ServerSession,
-        shutdown: &ShutdownWatch,
-    ) -> Option<ReusedHttpStream> {
-        self.0.process_new_http(session, shutdown).await
-    }
-
-    fn h2_options(&self) -> Option<H2Options> {
-        self.0.h2_options()
-    }
-
-    fn server_options(&self) -> Option<&HttpServerOptions> {
-        self.0.server_options()
-    }
-
-    async fn http_cleanup(&self) {
-        self.0.http_cleanup().await;
-    }
-}
 
 fn load(config: Option<&Path>) -> Result<LoadedConfig, crate::config::ConfigError> {
     match config {
@@ -259,11 +229,27 @@ pub fn run(config: Option<&Path>, upgrade: bool) -> anyhow::Result<()> {
     edge_proxy.server_options = Some(options);
     let edge_proxy = Arc::new(edge_proxy);
 
-    let mut proxy = Service::new("edge https".to_string(), SharedProxy(edge_proxy.clone()));
+    let mut tcp = Service::new("edge https".to_string(), SharedProxy(edge_proxy.clone()));
     let tls = crate::tls::tcp_tls_settings(&config.tls, state.certs.clone(), state.metrics.clone())
         .map_err(|e| anyhow::anyhow!("TLS settings: {e}"))?;
-    proxy.add_tls_with_settings(&https.address.to_string(), None, tls);
-    server.add_service(proxy);
+    tcp.add_tls_with_settings(&https.address.to_string(), None, tls);
+    let quic = if https.http3 {
+        if https.address.port() == 0 {
+            bail!("listeners.https.address: HTTP/3 needs a fixed port (TCP and UDP share it)");
+        }
+        let h3 = Http3Service::bind(
+            state.clone(),
+            edge_proxy.clone(),
+            https.address,
+            config.http3.clone(),
+            config.server.grace_period,
+        )
+        .with_context(|| format!("binding UDP {} for HTTP/3", https.address))?;
+        Some(h3)
+    } else {
+        None
+    };
+    server.add_service(HttpsFront::new(tcp, quic));
 
     if let Some(http) = config.listeners.http.as_ref().filter(|h| h.enabled) {
         let mut redirect = Service::new(
@@ -280,23 +266,6 @@ pub fn run(config: Option<&Path>, upgrade: bool) -> anyhow::Result<()> {
     );
     admin.add_tcp(&config.admin.address.to_string());
     server.add_service(admin);
-
-    if https.http3 {
-        if https.address.port() == 0 {
-            bail!("listeners.https.address: HTTP/3 needs a fixed port (TCP and UDP share it)");
-        }
-        let h3 = Http3Service::bind(
-            state.clone(),
-            edge_proxy.clone(),
-            https.address,
-            config.http3.clone(),
-            config.server.grace_period,
-        )
-        .with_context(|| format!("binding UDP {} for HTTP/3", https.address))?;
-        let mut service = GenBackgroundService::new("edge http3".to_string(), Arc::new(h3));
-        service.threads = Some(config.server.threads);
-        server.add_service(service);
-    }
 
     tracing::info!(
         https = %https.address,

@@ -14,13 +14,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use futures::{SinkExt, StreamExt};
 use gateway_plugins::TlsInfo;
 use pingora_core::apps::HttpServerApp;
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::server::ShutdownWatch;
-use pingora_core::services::background::BackgroundService;
 use quiche::h3::Header;
 use tokio_quiche::http3::driver::{H3Event, IncomingH3Headers, OutboundFrame, ServerH3Event};
 use tokio_quiche::http3::settings::Http3Settings;
@@ -47,8 +45,7 @@ pub struct H3RequestInfo {
     pub early_data: bool,
 }
 
-/// The QUIC listener, run by Pingora as a background service so it starts and stops
-/// with the rest of the edge.
+/// The QUIC listener; started and stopped with the TCP listener by `front::HttpsFront`.
 pub struct Http3Service {
     state: Arc<EdgeState>,
     proxy: Arc<EdgeHttpProxy>,
@@ -126,9 +123,11 @@ fn quic_settings(config: &Http3Section) -> QuicSettings {
     settings
 }
 
-#[async_trait]
-impl BackgroundService for Http3Service {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
+impl Http3Service {
+    /// Runs the QUIC listener until `shutdown`, then drains (GOAWAY, in-flight requests
+    /// get `graceful_timeout`). Started by `front::HttpsFront` on the HTTPS service's
+    /// runtime.
+    pub async fn serve(&self, mut shutdown: ShutdownWatch) {
         let Some(std_socket) = self.socket.lock().ok().and_then(|mut s| s.take()) else {
             tracing::error!("HTTP/3 service started twice");
             return;
