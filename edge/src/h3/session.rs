@@ -258,19 +258,31 @@ impl Session for H3Session {
         Ok(())
     }
 
+    /// Writes a batch of the proxy's tasks. The last body chunk is held back until the
+    /// batch shows whether the response ends there, so a final chunk and the end of the
+    /// stream leave as ONE frame (DATA with FIN) instead of a DATA frame and an empty one —
+    /// a channel send and a driver wake-up less per response.
     async fn response_duplex_vec(&mut self, tasks: Vec<HttpTask>) -> Result<bool> {
         let mut end_stream = false;
+        let mut held: Option<Bytes> = None;
         for task in tasks {
-            end_stream |= match task {
+            match task {
                 HttpTask::Header(header, end) => {
                     self.write_response_header(header, end).await?;
-                    end
+                    end_stream |= end;
                 }
                 HttpTask::Body(data, end) => {
                     if let Some(data) = data.filter(|d| !d.is_empty()) {
-                        self.write_body(data, end).await?;
+                        if let Some(previous) = held.replace(data) {
+                            self.write_body(previous, false).await?;
+                        }
                     }
-                    end
+                    if end {
+                        end_stream = true;
+                        if let Some(last) = held.take() {
+                            self.write_body(last, true).await?;
+                        }
+                    }
                 }
                 HttpTask::UpgradedBody(..) => {
                     return Error::e_explain(
@@ -278,13 +290,26 @@ impl Session for H3Session {
                         "upgraded body on an HTTP/3 session",
                     );
                 }
-                HttpTask::Trailer(Some(trailers)) => {
-                    self.write_trailers(*trailers).await?;
-                    true
+                HttpTask::Trailer(trailers) => {
+                    if let Some(previous) = held.take() {
+                        self.write_body(previous, false).await?;
+                    }
+                    if let Some(trailers) = trailers {
+                        self.write_trailers(*trailers).await?;
+                    }
+                    end_stream = true;
                 }
-                HttpTask::Trailer(None) | HttpTask::Done => true,
+                HttpTask::Done => {
+                    end_stream = true;
+                    if let Some(last) = held.take() {
+                        self.write_body(last, true).await?;
+                    }
+                }
                 HttpTask::Failed(e) => return Err(e),
-            };
+            }
+        }
+        if let Some(rest) = held.take() {
+            self.write_body(rest, end_stream).await?;
         }
         if end_stream {
             self.finish().await?;

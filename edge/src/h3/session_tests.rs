@@ -206,6 +206,51 @@ async fn headers_body_and_trailers_end_the_stream_once() {
 }
 
 #[tokio::test]
+async fn the_last_chunk_and_the_end_of_the_response_are_one_frame() {
+    let mut h = harness(true, 8);
+    let header = ResponseHeader::build(200, None).expect("header");
+    h.session
+        .response_duplex_vec(vec![
+            HttpTask::Header(Box::new(header), false),
+            HttpTask::Body(Some(Bytes::from_static(b"one")), false),
+            HttpTask::Body(Some(Bytes::from_static(b"two")), false),
+        ])
+        .await
+        .expect("first batch");
+    let ended = h
+        .session
+        .response_duplex_vec(vec![HttpTask::Body(None, true), HttpTask::Done])
+        .await
+        .expect("second batch");
+    assert!(ended);
+    let frames: Vec<String> = h.sent_frames().iter().map(describe).collect();
+    // A batch without the end flushes what it holds; the end then costs one empty frame.
+    assert_eq!(
+        frames,
+        [
+            "headers(:status)",
+            "body(b\"one\",fin=false)",
+            "body(b\"two\",fin=false)",
+            "body(b\"\",fin=true)"
+        ]
+    );
+
+    let mut h = harness(true, 8);
+    let header = ResponseHeader::build(200, None).expect("header");
+    h.session
+        .response_duplex_vec(vec![
+            HttpTask::Header(Box::new(header), false),
+            HttpTask::Body(Some(Bytes::from_static(b"ok")), false),
+            HttpTask::Body(None, true),
+        ])
+        .await
+        .expect("one batch");
+    let frames: Vec<String> = h.sent_frames().iter().map(describe).collect();
+    assert_eq!(frames, ["headers(:status)", "body(b\"ok\",fin=true)"]);
+    assert_eq!(h.session.body_bytes_sent(), 2);
+}
+
+#[tokio::test]
 async fn informational_headers_are_not_forwarded() {
     let mut h = harness(true, 8);
     let informational = ResponseHeader::build(103, None).expect("header");
