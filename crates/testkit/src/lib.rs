@@ -15,7 +15,6 @@ use std::fs;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -60,7 +59,14 @@ pub fn workspace_bin(name: &str) -> Result<PathBuf> {
     )
 }
 
+mod otlp;
 mod ports;
+mod process;
+
+pub use otlp::{CollectedSpan, OtlpCollector};
+
+use process::tail;
+pub use process::ChildProcess;
 
 /// A TCP port on 127.0.0.1 for a child process to bind: free now, and reserved for this
 /// test process, so no other caller here or in a parallel test process gets it (see
@@ -162,192 +168,6 @@ pub fn write_identity_key(dir: &Path) -> Result<(PathBuf, Vec<u8>)> {
         &base64::engine::general_purpose::STANDARD.encode(&secret),
     )?;
     Ok((path, secret))
-}
-
-/// A child process killed when dropped, with stdout+stderr captured to a file so a
-/// failing test can show what the process said.
-pub struct ChildProcess {
-    name: String,
-    child: Option<Child>,
-    log_path: PathBuf,
-    _log_dir: Option<TempDir>,
-}
-
-impl ChildProcess {
-    /// Spawns `program` with `args` and `envs`; output goes to a temp log file.
-    pub fn spawn(name: &str, program: &Path, args: &[&str], envs: &[(&str, &str)]) -> Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let log_path = dir.path().join(format!("{name}.log"));
-        let mut proc = Self::spawn_logging_to(name, program, args, envs, &log_path)?;
-        proc._log_dir = Some(dir);
-        Ok(proc)
-    }
-
-    /// Like [`spawn`](Self::spawn) but appends output to `log_path` (kept across restarts).
-    pub fn spawn_logging_to(
-        name: &str,
-        program: &Path,
-        args: &[&str],
-        envs: &[(&str, &str)],
-        log_path: &Path,
-    ) -> Result<Self> {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log_path)
-            .with_context(|| format!("open {}", log_path.display()))?;
-        let mut cmd = Command::new(program);
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("spawn {name} ({})", program.display()))?;
-        Ok(Self {
-            name: name.to_string(),
-            child: Some(child),
-            log_path: log_path.to_path_buf(),
-            _log_dir: None,
-        })
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(Child::id).unwrap_or(0)
-    }
-
-    /// Everything the process wrote so far.
-    pub fn logs(&self) -> String {
-        fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
-    /// Sends `signal` (e.g. `libc::SIGHUP`) to the process.
-    pub fn signal(&self, signal: i32) -> Result<()> {
-        let pid = self.pid() as i32;
-        // SAFETY-free: nix wraps kill(2).
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::try_from(signal)?,
-        )
-        .with_context(|| format!("signal {signal} to {} (pid {pid})", self.name))
-    }
-
-    /// True while the process has not exited.
-    pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => false,
-        }
-    }
-
-    /// Polls `url` (plain HTTP) until it answers 200, failing at once — with the exit
-    /// status and the log tail — if the process exits first (a bad config, a port
-    /// taken), instead of waiting out `timeout` for a process that is gone.
-    pub async fn wait_for_http_ok(&self, url: &str, timeout: Duration) -> Result<()> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()?;
-        let deadline = Instant::now() + timeout;
-        let mut last = String::from("no attempt");
-        while Instant::now() < deadline {
-            self.bail_if_exited()?;
-            match client.get(url).send().await {
-                Ok(resp) if resp.status() == 200 => return Ok(()),
-                Ok(resp) => last = format!("status {}", resp.status()),
-                Err(err) => last = err.to_string(),
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        bail!("{url} not ready after {timeout:?}: {last}")
-    }
-
-    /// Polls until something accepts TCP connections on `addr`; fails at once if the
-    /// process exits first.
-    pub async fn wait_for_tcp(&self, addr: SocketAddr, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            self.bail_if_exited()?;
-            match tokio::net::TcpStream::connect(addr).await {
-                Ok(_) => return Ok(()),
-                Err(err) if Instant::now() >= deadline => {
-                    bail!("nothing listening on {addr} after {timeout:?}: {err}")
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
-    }
-
-    /// Fails with the exit status and log tail once the process has exited. `waitid` with
-    /// `WNOWAIT` looks without reaping, so `&self` is enough and `kill`/`wait_exit` still
-    /// find the child.
-    fn bail_if_exited(&self) -> Result<()> {
-        use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
-        if self.child.is_none() {
-            bail!("{} was already reaped", self.name);
-        }
-        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-        match waitid(
-            Id::Pid(nix::unistd::Pid::from_raw(self.pid() as i32)),
-            flags,
-        ) {
-            Ok(WaitStatus::StillAlive) => Ok(()),
-            Ok(status) => bail!(
-                "{} exited ({status:?}) before it was ready; its log:\n{}",
-                self.name,
-                tail(&self.logs(), 40)
-            ),
-            Err(err) => bail!("{}: waitid: {err}", self.name),
-        }
-    }
-
-    /// Waits up to `timeout` for the process to exit on its own; returns its exit code.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Option<i32>> {
-        let deadline = Instant::now() + timeout;
-        let child = self
-            .child
-            .as_mut()
-            .ok_or_else(|| anyhow!("{} already reaped", self.name))?;
-        loop {
-            if let Some(status) = child.try_wait()? {
-                return Ok(status.code());
-            }
-            if Instant::now() >= deadline {
-                bail!("{} still running after {timeout:?}", self.name);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGKILL and reap (a crash, as far as the process is concerned).
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for ChildProcess {
-    fn drop(&mut self) {
-        self.kill();
-        if std::thread::panicking() {
-            eprintln!(
-                "----- {} log ({}) -----\n{}\n----- end of {} log -----",
-                self.name,
-                self.log_path.display(),
-                tail(&self.logs(), 80),
-                self.name
-            );
-        }
-    }
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// The superuser password of the shared PostgreSQL: `$RECORD_PG_PASSWORD`, else
@@ -985,127 +805,5 @@ mod tests {
             Some(0)
         );
         assert!(child.logs().contains("hello-from-child"));
-    }
-}
-
-/// One span received by an [`OtlpCollector`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CollectedSpan {
-    pub service: String,
-    pub name: String,
-    pub trace_id: String,
-    pub span_id: String,
-    /// Empty for a root span.
-    pub parent_span_id: String,
-}
-
-/// A real OTLP/gRPC trace receiver on a free port, keeping every span it is sent.
-pub struct OtlpCollector {
-    pub addr: SocketAddr,
-    spans: std::sync::Arc<std::sync::Mutex<Vec<CollectedSpan>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-struct TraceSink(std::sync::Arc<std::sync::Mutex<Vec<CollectedSpan>>>);
-
-#[async_trait::async_trait]
-impl opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceService
-    for TraceSink
-{
-    async fn export(
-        &self,
-        request: tonic::Request<
-            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
-        >,
-    ) -> Result<
-        tonic::Response<
-            opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse,
-        >,
-        tonic::Status,
-    > {
-        let mut received = Vec::new();
-        for resource_spans in request.into_inner().resource_spans {
-            let service = resource_spans
-                .resource
-                .iter()
-                .flat_map(|r| r.attributes.iter())
-                .find(|kv| kv.key == "service.name")
-                .and_then(|kv| kv.value.as_ref())
-                .and_then(|v| match &v.value {
-                    Some(
-                        opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s),
-                    ) => Some(s.clone()),
-                    _ => None,
-                })
-                .unwrap_or_default();
-            for scope in resource_spans.scope_spans {
-                for span in scope.spans {
-                    received.push(CollectedSpan {
-                        service: service.clone(),
-                        name: span.name,
-                        trace_id: hex::encode(span.trace_id),
-                        span_id: hex::encode(span.span_id),
-                        parent_span_id: hex::encode(span.parent_span_id),
-                    });
-                }
-            }
-        }
-        if let Ok(mut spans) = self.0.lock() {
-            spans.extend(received);
-        }
-        Ok(tonic::Response::new(Default::default()))
-    }
-}
-
-impl OtlpCollector {
-    pub async fn start() -> Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let spans = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let service = opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::TraceServiceServer::new(
-            TraceSink(spans.clone()),
-        );
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-        let task = tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
-                .add_service(service)
-                .serve_with_incoming(incoming)
-                .await;
-        });
-        Ok(Self { addr, spans, task })
-    }
-
-    /// `http://127.0.0.1:<port>`, for `OTEL_EXPORTER_OTLP_ENDPOINT` or `[tracing] otlp_endpoint`.
-    pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    pub fn spans(&self) -> Vec<CollectedSpan> {
-        self.spans.lock().map(|s| s.clone()).unwrap_or_default()
-    }
-
-    /// Polls until `check` holds for the spans received so far (exporters send in batches).
-    pub async fn wait_for(
-        &self,
-        timeout: Duration,
-        check: impl Fn(&[CollectedSpan]) -> bool,
-    ) -> Result<Vec<CollectedSpan>> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let spans = self.spans();
-            if check(&spans) {
-                return Ok(spans);
-            }
-            if Instant::now() >= deadline {
-                bail!("spans never matched within {timeout:?}; received: {spans:#?}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for OtlpCollector {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
