@@ -332,9 +332,18 @@ impl ProxyHttp for EdgeProxy {
         &self,
         _session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        // An h2 client may end its body with an empty DATA frame (END_STREAM). Pingora 0.9.1
+        // hands that on as `Body(Some(""), end)`, and its chunked HTTP/1.1 writer turns an
+        // empty chunk into the terminator "0\r\n\r\n" — then writes the terminator again
+        // when it finishes the body. The stray 5 bytes sit in front of the next request on
+        // that pooled upstream connection, which the backend then rejects (400). "No data,
+        // end" is what the empty frame means.
+        if end_of_stream && body.as_ref().is_some_and(Bytes::is_empty) {
+            *body = None;
+        }
         if let (Some(chunk), Some(forward)) = (body.as_ref(), ctx.forward.as_ref()) {
             ctx.body_bytes += chunk.len() as u64;
             // Chunked bodies have no Content-Length to check up front.

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{closed_port, jwt_public_key, Edge, GrpcServer};
+use common::{closed_port, jwt_plugin, Edge, GrpcServer};
 
 fn interop_python() -> std::path::PathBuf {
     let python = testkit::workspace_root().join(".dev/tools/interop/venv/bin/python");
@@ -69,10 +69,7 @@ addresses = ["127.0.0.1:{closed}"]
 protocol = "h2c"
 required = false
 
-[plugins.jwt]
-issuer = "record-platform"
-audience = "record-platform"
-static_keys = [{{ kid = "k1", algorithm = "EdDSA", pem_file = "{key}" }}]
+{jwt}
 
 [[routes]]
 id = "protected"
@@ -96,7 +93,7 @@ upstream = "grpc-down"
 "#,
         grpc = grpc.addr,
         closed = closed_port(),
-        key = jwt_public_key(keys.path()).display(),
+        jwt = jwt_plugin(keys.path()),
     );
     let edge = Edge::start(&body).await;
 

@@ -5,13 +5,12 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::{closed_port, jwt_public_key, metric_sum, EchoServer, Edge, EdgeOptions};
+use common::{closed_port, jwt_plugin, metric_sum, EchoServer, Edge, EdgeOptions};
 use perf::h3client::H3Connection;
 use testkit::HttpVersion;
 
 async fn start(echo: &EchoServer) -> Edge {
     let keys = tempfile::tempdir().expect("dir");
-    let public_key = jwt_public_key(keys.path());
     let body = format!(
         r#"
 [clusters.echo]
@@ -21,10 +20,7 @@ addresses = ["{echo}"]
 addresses = ["127.0.0.1:{closed}"]
 required = false
 
-[plugins.jwt]
-issuer = "record-platform"
-audience = "record-platform"
-static_keys = [{{ kid = "k1", algorithm = "EdDSA", pem_file = "{key}" }}]
+{jwt}
 
 [[routes]]
 id = "public"
@@ -52,7 +48,7 @@ upstream = "down"
 "#,
         echo = echo.addr,
         closed = closed_port(),
-        key = public_key.display(),
+        jwt = jwt_plugin(keys.path()),
     );
     let edge = Edge::start_with(EdgeOptions::new(body).with_http3()).await;
     // The key file must outlive start-up only; the edge loaded it.
@@ -240,10 +236,7 @@ addresses = ["{echo}"]
 addresses = ["{grpc}"]
 protocol = "h2c"
 
-[plugins.jwt]
-issuer = "record-platform"
-audience = "record-platform"
-static_keys = [{{ kid = "k1", algorithm = "EdDSA", pem_file = "{key}" }}]
+{jwt}
 
 [[routes]]
 id = "public"
@@ -265,7 +258,7 @@ upstream = "grpc"
 "#,
         echo = echo.addr,
         grpc = grpc.addr,
-        key = jwt_public_key(keys.path()).display(),
+        jwt = jwt_plugin(keys.path()),
     );
     let edge = Edge::start_with(EdgeOptions::new(body).with_http3()).await;
 

@@ -8,7 +8,7 @@ mod common;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use common::{closed_port, jwt_public_key, metric_sum, EchoServer, Edge, EdgeOptions};
+use common::{closed_port, jwt_plugin, metric_sum, EchoServer, Edge, EdgeOptions};
 use perf::h3client::H3Connection;
 use testkit::{reqwest, HttpVersion};
 
@@ -108,10 +108,7 @@ addresses = ["127.0.0.1:{closed2}", "{echo}"]
 retries = 1
 required = false
 
-[plugins.jwt]
-issuer = "record-platform"
-audience = "record-platform"
-static_keys = [{{ kid = "k1", algorithm = "EdDSA", pem_file = "{key}" }}]
+{jwt}
 
 [[routes]]
 id = "public"
@@ -163,7 +160,7 @@ upstream = "retry"
         echo = echo.addr,
         closed = closed_port(),
         closed2 = closed_port(),
-        key = jwt_public_key(keys).display(),
+        jwt = jwt_plugin(keys),
     );
     Edge::start_with(EdgeOptions::new(body).with_http3()).await
 }

@@ -727,3 +727,62 @@ async fn grpc_web_over_http1_is_bridged_to_grpc() {
     let text = String::from_utf8_lossy(&trailers[5..]).to_ascii_lowercase();
     assert!(text.contains("grpc-status:0"), "{text}");
 }
+
+/// An h2 body that ends with an empty DATA frame (END_STREAM) — what hyper, and so reqwest,
+/// send after a streamed body — must not leave bytes behind on the pooled HTTP/1.1
+/// upstream connection: the next request on it used to meet a stray chunked terminator
+/// and a 400 from the backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_ending_in_an_empty_h2_frame_leaves_the_upstream_connection_clean() {
+    let echo = std::sync::Arc::new(EchoServer::start().await);
+    let edge = Edge::start(&format!(
+        "[limits]\nmax_request_body_bytes = 8388608\n{}",
+        echo_routes(&echo)
+    ))
+    .await;
+    let h2 = edge.client(HttpVersion::Http2);
+    let h1 = edge.client(HttpVersion::Http1);
+    for round in 0..5 {
+        // The last chunk goes out first; the end of the stream (an empty DATA frame with
+        // END_STREAM) only once the upstream has the request, so the edge reads it alone.
+        let gate = echo.clone();
+        let seen = echo.received.load(std::sync::atomic::Ordering::SeqCst);
+        let body = futures::stream::unfold(0, move |step| {
+            let gate = gate.clone();
+            async move {
+                match step {
+                    0..48 => Some((Ok::<_, std::io::Error>(vec![b'e'; 64 * 1024]), step + 1)),
+                    _ => {
+                        gate.wait_for_requests(seen + 1).await;
+                        None
+                    }
+                }
+            }
+        });
+        let streamed = h2
+            .post(edge.url("/upload/streamed"))
+            .body(reqwest::Body::wrap_stream(body))
+            .send()
+            .await
+            .expect("streamed POST");
+        assert_eq!(streamed.status(), 200, "round {round}");
+        assert_eq!(
+            json(streamed).await["bodyLength"],
+            48 * 64 * 1024,
+            "round {round}"
+        );
+        // The next request reuses the upstream connection (the pool hands back the last).
+        let next = h1
+            .post(edge.url("/upload/next"))
+            .body(vec![b'n'; 300])
+            .send()
+            .await
+            .expect("next POST");
+        assert_eq!(
+            next.status(),
+            200,
+            "round {round}: the upstream saw garbage first"
+        );
+        assert_eq!(json(next).await["bodyLength"], 300);
+    }
+}

@@ -429,13 +429,18 @@ impl GrpcServer {
     }
 }
 
-/// Writes a fresh Ed25519 public key (PEM) for `[plugins.jwt] static_keys`; nothing can
-/// sign for it, so only "no token" / "bad token" paths are exercised.
-pub fn jwt_public_key(dir: &std::path::Path) -> std::path::PathBuf {
+/// A `[plugins.jwt]` table (issuer and audience `record-platform`) whose only key is a
+/// fresh Ed25519 public key written to `dir`; nothing can sign for it, so only the "no
+/// token" / "bad token" paths are exercised.
+pub fn jwt_plugin(dir: &std::path::Path) -> String {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("ed25519 key");
     let path = dir.join("jwt-public.pem");
     std::fs::write(&path, key.public_key_pem()).expect("write key");
-    path
+    format!(
+        "[plugins.jwt]\nissuer = \"record-platform\"\naudience = \"record-platform\"\n\
+         static_keys = [{{ kid = \"k1\", algorithm = \"EdDSA\", pem_file = \"{}\" }}]\n",
+        path.display()
+    )
 }
 
 /// A TCP port with nothing listening (connections are refused).
