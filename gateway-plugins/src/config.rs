@@ -35,28 +35,67 @@ pub struct PluginsConfig {
 }
 
 impl PluginsConfig {
-    /// A copy safe to print: secrets (a password in the Redis URL) are masked.
+    /// A copy safe to print: credentials in URLs (the Redis URL, the JWKS URL) are masked.
     pub fn redacted(&self) -> Self {
         let mut copy = self.clone();
         if let Some(redis) = copy.redis.as_mut() {
-            redis.url = redact_url_password(&redis.url);
+            redis.url = redact_url(&redis.url);
+        }
+        if let Some(jwt) = copy.jwt.as_mut() {
+            jwt.jwks_url = jwt.jwks_url.as_deref().map(redact_url);
         }
         copy
     }
 }
 
-fn redact_url_password(url: &str) -> String {
-    // scheme://user:password@host -> scheme://user:***@host
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+/// Query parameters whose values are masked by [`redact_url`] (compared case-insensitively;
+/// a name containing one of these counts, e.g. `access_token`, `api-key`).
+const SECRET_QUERY_NAMES: [&str; 6] = ["token", "key", "secret", "password", "auth", "sig"];
+
+/// A URL safe to print: the userinfo (`user:password@`) becomes `***@` — all of it, so a
+/// password containing `@` or `:` leaks nothing (the userinfo ends at the LAST `@` of the
+/// authority, as URL parsers read it) — and the values of secret-looking query parameters
+/// become `***`. Anything else is kept, so an operator still sees which host is meant.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
     };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return url.to_string();
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let host = match authority.rfind('@') {
+        Some(at) => format!("***@{}", &authority[at + 1..]),
+        None => authority.to_string(),
     };
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-        None => format!("{scheme}://***@{host}"),
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let (query, fragment) = match query.split_once('#') {
+                Some((query, fragment)) => (query, Some(fragment)),
+                None => (query, None),
+            };
+            let masked: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _)) if is_secret_name(name) => format!("{name}=***"),
+                    _ => pair.to_string(),
+                })
+                .collect();
+            let fragment = fragment.map(|f| format!("#{f}")).unwrap_or_default();
+            format!("{path}?{}{fragment}", masked.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    match scheme {
+        Some(scheme) => format!("{scheme}://{host}{tail}"),
+        None => format!("{host}{tail}"),
     }
+}
+
+fn is_secret_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    SECRET_QUERY_NAMES
+        .iter()
+        .any(|secret| name.contains(secret))
 }
 
 /// Signature algorithms a route may accept. Anything else (`none`, `HS*`, ...) is refused.
@@ -504,15 +543,58 @@ mod tests {
     use super::*;
 
     #[test]
-    fn redis_password_is_redacted() {
-        assert_eq!(
-            redact_url_password("redis://user:s3cret@10.0.0.1:6379/0"),
-            "redis://user:***@10.0.0.1:6379/0"
+    fn urls_are_printed_without_credentials() {
+        for (url, printed) in [
+            (
+                "redis://user:s3cret@10.0.0.1:6379/0",
+                "redis://***@10.0.0.1:6379/0",
+            ),
+            ("redis://:s3cret@redis:6379", "redis://***@redis:6379"),
+            // A password with '@' in it (not percent-encoded): the userinfo ends at the
+            // last '@', so no part of it leaks.
+            (
+                "redis://:p@ss@w0rd@redis:6379/1",
+                "redis://***@redis:6379/1",
+            ),
+            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+            (
+                "https://auth.internal/.well-known/jwks.json?access_token=abc&v=2",
+                "https://auth.internal/.well-known/jwks.json?access_token=***&v=2",
+            ),
+            (
+                "http://u:p@collector:4317?API-Key=k#frag",
+                "http://***@collector:4317?API-Key=***#frag",
+            ),
+            ("no-scheme:pw@host", "***@host"),
+            // An '@' after the authority is path, not userinfo.
+            ("https://host/a@b", "https://host/a@b"),
+        ] {
+            assert_eq!(redact_url(url), printed, "{url}");
+            for secret in ["s3cret", "p@ss", "w0rd", "abc", "API-Key=k"] {
+                assert!(!redact_url(url).contains(secret), "{url} leaks {secret}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_printable_config_masks_redis_and_jwks_urls() {
+        let config: PluginsConfig = toml::from_str(
+            r#"
+[redis]
+url = "redis://:top@secret@redis:6379"
+[jwt]
+issuer = "i"
+audience = "a"
+jwks_url = "http://auth:4001/.well-known/jwks.json?token=t0k"
+"#,
+        )
+        .expect("parse");
+        let printed = toml::to_string(&config.redacted()).expect("print");
+        assert!(
+            !printed.contains("top") && !printed.contains("t0k"),
+            "{printed}"
         );
-        assert_eq!(
-            redact_url_password("redis://127.0.0.1:6379"),
-            "redis://127.0.0.1:6379"
-        );
+        assert!(printed.contains("redis:6379") && printed.contains("auth:4001"));
     }
 
     #[test]

@@ -61,7 +61,7 @@ pub(crate) mod test_support;
 
 pub use chain::Chain;
 pub use client_ip::ClientIpResolver;
-pub use config::{PluginsConfig, RoutePolicy};
+pub use config::{redact_url, PluginsConfig, RoutePolicy};
 pub use decision::{ChainOutcome, HeaderEdits, PolicyResponse};
 pub use error::RuntimeError;
 pub use error_shape::{ErrorKind, GrpcCode};

@@ -515,6 +515,20 @@ upstream = "records"
     }
 
     #[test]
+    fn the_printable_config_shows_no_credentials() {
+        let text = format!(
+            "{GOOD}\n[tracing]\notlp_endpoint = \"http://u:pa@ss@collector:4317\"\n\
+             [plugins.redis]\nurl = \"redis://:r3d@is@redis:6379\"\n"
+        );
+        let loaded = load(&text).expect("valid");
+        let printed = toml::to_string(&loaded.config.redacted()).expect("print");
+        for secret in ["pa@ss", "ss@collector", "r3d", "is@redis"] {
+            assert!(!printed.contains(secret), "{secret} leaks in:\n{printed}");
+        }
+        assert!(printed.contains("***@collector:4317") && printed.contains("***@redis:6379"));
+    }
+
+    #[test]
     fn good_config_loads_with_defaults() {
         let loaded = load(GOOD).expect("valid");
         assert_eq!(loaded.config.server.threads, 2);

@@ -524,6 +524,11 @@ impl EdgeConfig {
     pub fn redacted(&self) -> Self {
         let mut copy = self.clone();
         copy.plugins = self.plugins.redacted();
+        copy.tracing.otlp_endpoint = self
+            .tracing
+            .otlp_endpoint
+            .as_deref()
+            .map(gateway_plugins::redact_url);
         copy
     }
 
