@@ -74,6 +74,21 @@ impl AdminApp {
         (ready, body)
     }
 
+    /// Liveness (always 200 while the process serves) with the detail the public
+    /// `/api/healthz` leaves out: each cluster's backends.
+    fn health(&self) -> Response<Vec<u8>> {
+        let snapshot = self.state.snapshot();
+        let (all_required_up, clusters) = crate::pipeline::cluster_health(&snapshot);
+        json_response(
+            StatusCode::OK,
+            json!({
+                "status": if all_required_up { "ok" } else { "degraded" },
+                "configVersion": snapshot.version,
+                "clusters": clusters,
+            }),
+        )
+    }
+
     fn config(&self) -> Response<Vec<u8>> {
         let snapshot = self.state.snapshot();
         let body = json!({
@@ -152,7 +167,7 @@ impl ServeHttp for AdminApp {
                 .header("content-type", "text/plain; version=0.0.4")
                 .body(self.state.metrics.render())
                 .unwrap_or_else(|_| Response::new(Vec::new())),
-            ("GET", "/healthz") => json_response(StatusCode::OK, json!({"status": "ok"})),
+            ("GET", "/healthz") => self.health(),
             ("GET", "/readyz") => {
                 let (ready, body) = self.readiness();
                 let status = if ready {

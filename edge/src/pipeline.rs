@@ -243,8 +243,9 @@ fn header_limit_problem(
     None
 }
 
-/// `GET /api/healthz`: the edge and each cluster, cheap (no upstream call).
-pub fn health_response(snapshot: &Snapshot) -> PolicyResponse {
+/// Each cluster's health, and whether every required cluster has a healthy backend. The
+/// detail is for the admin listener only (`GET /healthz` there).
+pub fn cluster_health(snapshot: &Snapshot) -> (bool, serde_json::Value) {
     let mut clusters = serde_json::Map::new();
     let mut all_required_up = true;
     for (name, cluster) in snapshot.clusters.iter() {
@@ -262,10 +263,16 @@ pub fn health_response(snapshot: &Snapshot) -> PolicyResponse {
             }),
         );
     }
+    (all_required_up, serde_json::Value::Object(clusters))
+}
+
+/// `GET /api/healthz` on the public listener: `ok` or `degraded`, nothing else — which
+/// clusters and backends exist is for operators (admin `GET /healthz`), not the Internet.
+/// Cheap: no upstream call.
+pub fn health_response(snapshot: &Snapshot) -> PolicyResponse {
+    let (all_required_up, _) = cluster_health(snapshot);
     let body = serde_json::json!({
         "status": if all_required_up { "ok" } else { "degraded" },
-        "configVersion": snapshot.version,
-        "clusters": clusters,
     });
     let mut headers = HeaderMap::new();
     headers.insert(
@@ -274,7 +281,7 @@ pub fn health_response(snapshot: &Snapshot) -> PolicyResponse {
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     PolicyResponse {
-        // The edge itself is up; callers read the body for the clusters.
+        // The edge itself is up; a degraded body says some required cluster is not.
         status: StatusCode::OK,
         headers,
         body: Bytes::from(body.to_string()),

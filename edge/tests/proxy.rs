@@ -515,9 +515,14 @@ upstream = "dead"
             .expect("healthz"),
     )
     .await;
-    assert_eq!(health["clusters"]["dead"]["status"], "down");
-    assert_eq!(health["clusters"]["pair"]["healthyBackends"], 1);
-    assert_eq!(health["status"], "degraded");
+    // Public: the verdict only; which clusters and backends exist is not the Internet's.
+    assert_eq!(health, serde_json::json!({"status": "degraded"}));
+    let (status, admin) = edge.admin_get("/healthz").await;
+    assert_eq!(status, 200);
+    let admin: serde_json::Value = serde_json::from_str(&admin).expect("admin JSON");
+    assert_eq!(admin["status"], "degraded");
+    assert_eq!(admin["clusters"]["dead"]["status"], "down");
+    assert_eq!(admin["clusters"]["pair"]["healthyBackends"], 1);
 }
 
 #[tokio::test]
