@@ -47,12 +47,14 @@ where
     }
 }
 
-/// JSON media types, plus the two ways a hand-typed `curl -d '{...}'` arrives: without a
-/// content type, or with curl's default `application/x-www-form-urlencoded`. The body must
-/// still parse as JSON; anything else (text/plain, multipart, ...) is 415.
+/// `application/json` and `application/*+json` only. A missing content type, form
+/// encodings and `text/plain` are 415: those are exactly what a page on any other site can
+/// POST without a CORS preflight (Fetch "CORS-safelisted request-header"), so accepting
+/// them would let such a page register accounts or log a browser in. `curl` needs
+/// `-H 'content-type: application/json'`, as every example in the README has.
 fn is_json(headers: &HeaderMap) -> bool {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
-        return true;
+        return false;
     };
     let Ok(value) = value.to_str() else {
         return false;
@@ -64,7 +66,6 @@ fn is_json(headers: &HeaderMap) -> bool {
         .trim()
         .to_ascii_lowercase();
     essence == "application/json"
-        || essence == "application/x-www-form-urlencoded"
         || essence
             .strip_prefix("application/")
             .is_some_and(|subtype| subtype.len() > 5 && subtype.ends_with("+json"))
@@ -246,9 +247,12 @@ mod tests {
     #[test]
     fn json_content_types() {
         let mut headers = HeaderMap::new();
-        assert!(is_json(&headers), "no content type: try JSON");
+        assert!(
+            !is_json(&headers),
+            "no content type: a cross-site simple request"
+        );
         for (value, ok) in [
-            ("application/x-www-form-urlencoded", true),
+            ("application/x-www-form-urlencoded", false),
             ("multipart/form-data; boundary=x", false),
             ("application/+json", false),
             ("application/json", true),

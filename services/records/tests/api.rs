@@ -134,16 +134,28 @@ async fn crud_round_trip_over_http_uses_camel_case_and_the_original_curl_body() 
     .await;
     assert_eq!(status, 404, "deleting twice is a 404");
 
-    // `curl -d '{...}'` without `-H content-type` sends form-urlencoded; the JSON body counts.
-    let response = common::client()
-        .post(svc.url("/records"))
-        .headers(alice.headers(&h.key))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(r#"{"artist":"Aphex Twin","name":"SAW 85-92","format":"LP"}"#)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
+    // What a page on another site can POST without a CORS preflight — a form encoding,
+    // text/plain, or no content type at all — is 415 even when the body is JSON.
+    for content_type in [
+        Some("application/x-www-form-urlencoded"),
+        Some("text/plain"),
+        None,
+    ] {
+        let mut request = common::client()
+            .post(svc.url("/records"))
+            .headers(alice.headers(&h.key))
+            .body(r#"{"artist":"Aphex Twin","name":"SAW 85-92","format":"LP"}"#);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 415, "{content_type:?}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(
+            body["error"]["code"], "unsupported_media_type",
+            "{content_type:?}"
+        );
+    }
 
     let (status, ping) = call(&svc, &h.key, &alice, Method::GET, "/records/_ping", None).await;
     assert_eq!((status, ping["status"].as_str()), (200, Some("ok")));
