@@ -119,8 +119,14 @@ upstream = "auth"
 plugins.jwt = {{ mode = "required" }}
 
 [[routes]]
-id = "auth-public"
-path_prefix = "/api/auth/"
+id = "auth-register"
+path_prefix = "/api/auth/register"
+strip_prefix = "/api/auth"
+upstream = "auth"
+
+[[routes]]
+id = "auth-login"
+path_prefix = "/api/auth/login"
 strip_prefix = "/api/auth"
 upstream = "auth"
 
@@ -284,6 +290,66 @@ async fn login_then_records_work_over_h1_h2_h3_and_grpc() {
         .await
         .expect_err("no token");
     assert_eq!(denied.code(), tonic::Code::Unauthenticated);
+}
+
+/// The services' ops endpoints (`/metrics`, `/readyz`, `/healthz`) stay on their internal
+/// ports: through the edge they are not routed, whatever the path spelling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_ops_endpoints_are_not_reachable_through_the_edge() {
+    let platform = Platform::start(None).await;
+    let edge = platform.edge("", false).await;
+    let client = edge.client(HttpVersion::Http1);
+    for path in [
+        "/api/auth/metrics",
+        "/api/auth/readyz",
+        "/api/auth/healthz",
+        "/api/metrics",
+    ] {
+        let (status, reply) = body(client.get(edge.url(path)).send().await.expect("request")).await;
+        assert_eq!(status, 404, "{path}: {reply}");
+        assert_eq!(reply["error"]["code"], "not_found", "{path}");
+    }
+    // Dot segments sent as they are (curl --path-as-is; reqwest would normalise them) must
+    // not climb out of a routed prefix into a service's ops router.
+    for path in [
+        "/api/records/../metrics",
+        "/api/auth/login/../metrics",
+        "/api/records/%2e%2e/metrics",
+    ] {
+        let output = tokio::process::Command::new("curl")
+            .args([
+                "-s",
+                "--path-as-is",
+                "-o",
+                "-",
+                "-w",
+                "\n%{http_code}",
+                "--cacert",
+            ])
+            .arg(edge.pki.ca_path())
+            .arg(edge.url(path))
+            .output()
+            .await
+            .expect("curl");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let (reply, code) = stdout.rsplit_once('\n').expect("status line");
+        assert!(
+            !reply.contains("# TYPE") && !reply.contains("_total"),
+            "{path} reached a metrics endpoint: {reply}"
+        );
+        assert_ne!(code, "200", "{path}: {reply}");
+    }
+    // The public API is still routed.
+    let (status, _) = body(
+        client
+            .post(edge.url("/api/auth/register"))
+            .json(&serde_json::json!({"email": "ops-check@example.com", "password": "correct horse battery"}))
+            .send()
+            .await
+            .expect("register"),
+    )
+    .await;
+    assert_eq!(status, 201);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
