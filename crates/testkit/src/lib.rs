@@ -83,8 +83,23 @@ pub fn free_tcp_udp_port() -> u16 {
 
 /// Polls until something accepts TCP connections on `addr`.
 pub async fn wait_for_tcp(addr: SocketAddr, timeout: Duration) -> Result<()> {
+    poll_tcp(addr, timeout, || Ok(())).await
+}
+
+/// Polls `url` (plain HTTP) until it answers 200.
+pub async fn wait_for_http_ok(url: &str, timeout: Duration) -> Result<()> {
+    poll_http_ok(url, timeout, || Ok(())).await
+}
+
+/// [`wait_for_tcp`], failing at once when `alive` fails (a child that exited).
+pub(crate) async fn poll_tcp(
+    addr: SocketAddr,
+    timeout: Duration,
+    alive: impl Fn() -> Result<()>,
+) -> Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
+        alive()?;
         match tokio::net::TcpStream::connect(addr).await {
             Ok(_) => return Ok(()),
             Err(err) if Instant::now() >= deadline => {
@@ -95,14 +110,19 @@ pub async fn wait_for_tcp(addr: SocketAddr, timeout: Duration) -> Result<()> {
     }
 }
 
-/// Polls `url` (plain HTTP) until it answers 200.
-pub async fn wait_for_http_ok(url: &str, timeout: Duration) -> Result<()> {
+/// [`wait_for_http_ok`], failing at once when `alive` fails (a child that exited).
+pub(crate) async fn poll_http_ok(
+    url: &str,
+    timeout: Duration,
+    alive: impl Fn() -> Result<()>,
+) -> Result<()> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()?;
     let deadline = Instant::now() + timeout;
     let mut last = String::from("no attempt");
     while Instant::now() < deadline {
+        alive()?;
         match client.get(url).send().await {
             Ok(resp) if resp.status() == 200 => return Ok(()),
             Ok(resp) => last = format!("status {}", resp.status()),

@@ -93,37 +93,13 @@ impl ChildProcess {
     /// status and the log tail — if the process exits first (a bad config, a port
     /// taken), instead of waiting out `timeout` for a process that is gone.
     pub async fn wait_for_http_ok(&self, url: &str, timeout: Duration) -> Result<()> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()?;
-        let deadline = Instant::now() + timeout;
-        let mut last = String::from("no attempt");
-        while Instant::now() < deadline {
-            self.bail_if_exited()?;
-            match client.get(url).send().await {
-                Ok(resp) if resp.status() == 200 => return Ok(()),
-                Ok(resp) => last = format!("status {}", resp.status()),
-                Err(err) => last = err.to_string(),
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        bail!("{url} not ready after {timeout:?}: {last}")
+        crate::poll_http_ok(url, timeout, || self.bail_if_exited()).await
     }
 
     /// Polls until something accepts TCP connections on `addr`; fails at once if the
     /// process exits first.
     pub async fn wait_for_tcp(&self, addr: SocketAddr, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            self.bail_if_exited()?;
-            match tokio::net::TcpStream::connect(addr).await {
-                Ok(_) => return Ok(()),
-                Err(err) if Instant::now() >= deadline => {
-                    bail!("nothing listening on {addr} after {timeout:?}: {err}")
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
+        crate::poll_tcp(addr, timeout, || self.bail_if_exited()).await
     }
 
     /// Fails with the exit status and log tail once the process has exited. `waitid` with
