@@ -98,6 +98,8 @@ up() {
   make_certs
   step "secrets in .dev/secrets"
   ensure_secret identity.key
+  # The edge admin's bearer token (admin.token_file): POST /config/reload, /certs/reload.
+  ensure_secret admin-token
   mkdir -p "$DEV/keys" && chmod 700 "$DEV/keys"
 
   step "PostgreSQL and Redis" "$LOGS/datastores.log"

@@ -1,7 +1,8 @@
 //! The admin listener (127.0.0.1:9000 by default; never expose it publicly):
 //! `GET /metrics`, `/healthz`, `/readyz`, `/config`, `/certs`, and
-//! `POST /certs/reload`, `POST /config/reload`.
+//! `POST /certs/reload`, `POST /config/reload`. Access rules: `admin_guard`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
@@ -11,17 +12,20 @@ use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 use serde_json::json;
 
+use crate::admin_guard::{self, Access};
 use crate::certs::CertReload;
 use crate::reload::{self, ConfigReload};
 use crate::state::EdgeState;
 
 pub struct AdminApp {
     state: Arc<EdgeState>,
+    /// Where the listener is bound (fixed at start; the access rules depend on it).
+    bound: SocketAddr,
 }
 
 impl AdminApp {
-    pub fn new(state: Arc<EdgeState>) -> Self {
-        Self { state }
+    pub fn new(state: Arc<EdgeState>, bound: SocketAddr) -> Self {
+        Self { state, bound }
     }
 }
 
@@ -86,6 +90,24 @@ impl AdminApp {
                 "configVersion": snapshot.version,
                 "clusters": clusters,
             }),
+        )
+    }
+
+    /// `/healthz` and `/readyz` for a caller without the token: the verdict, no detail.
+    fn status_only(&self, path: &str) -> Response<Vec<u8>> {
+        if path == "/readyz" {
+            let (ready, _) = self.readiness();
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            return json_response(status, json!({"ready": ready}));
+        }
+        let (all_required_up, _) = crate::pipeline::cluster_health(&self.state.snapshot());
+        json_response(
+            StatusCode::OK,
+            json!({"status": if all_required_up { "ok" } else { "degraded" }}),
         )
     }
 
@@ -161,6 +183,32 @@ impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_string();
+        let access = {
+            let snapshot = self.state.snapshot();
+            admin_guard::check(
+                &snapshot.config().admin,
+                self.bound,
+                &method,
+                &path,
+                &session.req_header().headers,
+            )
+        };
+        let access = match access {
+            Ok(access) => access,
+            Err(refusal) => {
+                let mut response = error(refusal.status, refusal.code, &refusal.message);
+                if refusal.status == StatusCode::UNAUTHORIZED {
+                    response.headers_mut().insert(
+                        http::header::WWW_AUTHENTICATE,
+                        http::HeaderValue::from_static("Bearer realm=\"edge admin\""),
+                    );
+                }
+                return response;
+            }
+        };
+        if access == Access::StatusOnly {
+            return self.status_only(&path);
+        }
         match (method.as_str(), path.as_str()) {
             ("GET", "/metrics") => Response::builder()
                 .status(StatusCode::OK)

@@ -7,12 +7,14 @@
 //! opened woke two threads per I/O event (measured: h3 CPU per request 1.5x h2's; on one
 //! runtime it is at h2's level, perf/README.md).
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use pingora_core::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream};
+use pingora_core::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream, ServerApp};
 use pingora_core::protocols::http::v2::server::H2Options;
 use pingora_core::protocols::http::ServerSession;
+use pingora_core::protocols::Stream;
 #[cfg(unix)]
 use pingora_core::server::ListenFds;
 use pingora_core::server::ShutdownWatch;
@@ -21,10 +23,59 @@ use pingora_core::services::Service as ServiceTrait;
 
 use crate::h3::Http3Service;
 use crate::proxy::EdgeHttpProxy;
+use crate::state::EdgeState;
+
+/// What the header deadline needs to know about the HTTP/1.1 connection being served.
+#[derive(Default)]
+struct ConnectionClock {
+    /// Requests started on this connection (the first one has no keep-alive wait).
+    requests: Cell<u32>,
+    /// The current request's header has been read (the proxy's first phase ran).
+    header_received: Cell<bool>,
+}
+
+tokio::task_local! {
+    // Pingora serves an HTTP/1.1 connection, all its keep-alive requests included, on the
+    // one task `TcpFront::process_new` runs on; h2 streams get tasks of their own.
+    static CONNECTION: ConnectionClock;
+}
+
+/// Called by the proxy's first phase: the request header is complete.
+pub fn header_received() {
+    let _ = CONNECTION.try_with(|clock| clock.header_received.set(true));
+}
+
+/// The app of the TCP service: scopes each connection's [`ConnectionClock`].
+pub struct TcpFront(pub Arc<SharedProxy>);
+
+#[async_trait]
+impl ServerApp for TcpFront {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        CONNECTION
+            .scope(
+                ConnectionClock::default(),
+                self.0.process_new(stream, shutdown),
+            )
+            .await
+    }
+
+    async fn cleanup(&self) {
+        self.0.cleanup().await;
+    }
+}
 
 /// Lets Pingora's TCP service run the shared `Arc<EdgeHttpProxy>` (a `Service` owns its
-/// app by value; the QUIC listener holds the same Arc).
-pub struct SharedProxy(pub Arc<EdgeHttpProxy>);
+/// app by value; the QUIC listener holds the same Arc), and puts a deadline on a whole
+/// HTTP/1.1 request header, which Pingora's per-read timeout (restarted by every byte)
+/// does not.
+pub struct SharedProxy {
+    pub proxy: Arc<EdgeHttpProxy>,
+    pub state: Arc<EdgeState>,
+}
 
 #[async_trait]
 impl HttpServerApp for SharedProxy {
@@ -33,30 +84,72 @@ impl HttpServerApp for SharedProxy {
         session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        self.0.process_new_http(session, shutdown).await
+        // HTTP/2 header blocks arrive whole (h2 enforces the size); only h1 trickles.
+        let first = match session.is_http2() {
+            true => None,
+            false => CONNECTION
+                .try_with(|clock| {
+                    let n = clock.requests.get();
+                    clock.requests.set(n.saturating_add(1));
+                    clock.header_received.set(false);
+                    n == 0
+                })
+                .ok(),
+        };
+        let Some(first) = first else {
+            return self.proxy.process_new_http(session, shutdown).await;
+        };
+        let deadline = {
+            let snapshot = self.state.snapshot();
+            let limits = &snapshot.config().limits;
+            // A keep-alive connection may sit idle before its next request starts.
+            limits.header_timeout
+                + if first {
+                    Default::default()
+                } else {
+                    limits.idle_timeout
+                }
+        };
+        let serve = self.proxy.process_new_http(session, shutdown);
+        tokio::pin!(serve);
+        tokio::select! {
+            reused = &mut serve => return reused,
+            () = tokio::time::sleep(deadline) => {}
+        }
+        if CONNECTION.with(|clock| clock.header_received.get()) {
+            return serve.await;
+        }
+        // Dropping the future closes the connection: a client that cannot finish its
+        // header in time gets no answer (as nginx's client_header_timeout).
+        self.state
+            .metrics
+            .client_timeouts
+            .with_label_values(&["header"])
+            .inc();
+        None
     }
 
     fn h2_options(&self) -> Option<H2Options> {
-        self.0.h2_options()
+        self.proxy.h2_options()
     }
 
     fn server_options(&self) -> Option<&HttpServerOptions> {
-        self.0.server_options()
+        self.proxy.server_options()
     }
 
     async fn http_cleanup(&self) {
-        self.0.http_cleanup().await;
+        self.proxy.http_cleanup().await;
     }
 }
 
 /// The TCP service plus, when HTTP/3 is on, the QUIC listener started on the same runtime.
 pub struct HttpsFront {
-    tcp: Service<SharedProxy>,
+    tcp: Service<TcpFront>,
     quic: Option<Arc<Http3Service>>,
 }
 
 impl HttpsFront {
-    pub fn new(tcp: Service<SharedProxy>, quic: Option<Http3Service>) -> Self {
+    pub fn new(tcp: Service<TcpFront>, quic: Option<Http3Service>) -> Self {
         Self {
             tcp,
             quic: quic.map(Arc::new),

@@ -8,8 +8,10 @@
 
 mod access_log;
 mod admin;
+mod admin_guard;
 mod certs;
 mod config;
+mod connections;
 mod front;
 mod h3;
 mod metrics;

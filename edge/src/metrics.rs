@@ -29,6 +29,9 @@ pub struct EdgeMetrics {
     pub quic_handshake_failures: IntCounter,
     pub quic_stream_errors: IntCounterVec,
     pub request_body_bytes: Histogram,
+    pub connections_limited: IntCounterVec,
+    pub client_connections_open: IntGauge,
+    pub client_timeouts: IntCounterVec,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -192,6 +195,28 @@ impl EdgeMetrics {
                 &["kind"],
             ),
             request_body_bytes,
+            connections_limited: counter(
+                r,
+                "edge_connections_limited_total",
+                "Client connections over a connection cap: shed (answered 503) or refused",
+                &["transport", "reason"],
+            ),
+            client_connections_open: {
+                let gauge = IntGauge::new(
+                    "edge_client_connections_open",
+                    "Client connections (TCP from accept, QUIC from the first flight) counted \
+                     against limits.max_connections",
+                )
+                .unwrap_or_else(|e| panic!("edge_client_connections_open definition: {e}"));
+                register(r, Box::new(gauge.clone()), "edge_client_connections_open");
+                gauge
+            },
+            client_timeouts: counter(
+                r,
+                "edge_client_timeouts_total",
+                "Clients cut off for slowness, by phase (header, body)",
+                &["phase"],
+            ),
             registry,
         })
     }

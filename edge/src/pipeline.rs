@@ -85,6 +85,25 @@ pub fn edge_error(kind: ErrorKind, code: &str, message: &str, grpc: bool) -> Pol
     error_response(kind, code, message, grpc)
 }
 
+/// `503` + `Retry-After` (gRPC `UNAVAILABLE`): the edge is over a capacity limit; the
+/// client should come back shortly rather than wait in a queue.
+pub fn overloaded(grpc: bool, message: &str) -> Admission {
+    let mut response = edge_error(ErrorKind::Unavailable, "overloaded", message, grpc);
+    add_retry_after(&mut response);
+    Admission::Answer(Answer {
+        response,
+        route: None,
+        reason: "overloaded",
+    })
+}
+
+/// One second: long enough to let a burst pass, short enough not to strand a client.
+pub fn add_retry_after(response: &mut PolicyResponse) {
+    response
+        .headers
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+}
+
 /// Runs limits, health, routing and policy for one request.
 pub async fn admit(snapshot: &Snapshot, parts: &Parts, downstream: &Downstream) -> Admission {
     let grpc = is_grpc(&parts.headers);

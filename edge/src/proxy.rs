@@ -21,11 +21,12 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, HttpProxy, ProxyHttp, Session};
 
 use crate::access_log::{self, AccessRecord};
+use crate::connections::{ConnectionGate, Transport};
 use crate::h3::H3RequestInfo;
 use crate::pipeline::{self, Admission, Downstream, Forward};
 use crate::state::{EdgeState, Snapshot};
 use crate::trace::RequestSpan;
-use crate::upstream::InFlight;
+use crate::upstream::{ClusterSlot, InFlight};
 
 /// Per-request state across Pingora's phases.
 pub struct RequestCtx {
@@ -38,6 +39,8 @@ pub struct RequestCtx {
     answered: Option<&'static str>,
     route_id: Option<Arc<str>>,
     in_flight: Option<InFlight>,
+    /// This request's place under its cluster's `max_concurrent_requests`.
+    cluster_slot: Option<ClusterSlot>,
     /// Backend indices this request already tried (retries go elsewhere).
     tried: Vec<usize>,
     retries_left: u32,
@@ -52,6 +55,7 @@ pub struct RequestCtx {
 
 pub struct EdgeProxy {
     state: Arc<EdgeState>,
+    connections: Arc<ConnectionGate>,
 }
 
 /// The proxy every listener hands its requests to: the TCP service (h1, h2) and the QUIC
@@ -59,8 +63,8 @@ pub struct EdgeProxy {
 pub type EdgeHttpProxy = HttpProxy<EdgeProxy>;
 
 impl EdgeProxy {
-    pub fn new(state: Arc<EdgeState>) -> Self {
-        Self { state }
+    pub fn new(state: Arc<EdgeState>, connections: Arc<ConnectionGate>) -> Self {
+        Self { state, connections }
     }
 }
 
@@ -171,6 +175,11 @@ fn classify_failure(error: &Error, ctx: &RequestCtx) -> Option<(ErrorKind, &'sta
         .map(|f| f.route.cluster.name.to_string())
         .unwrap_or_default();
     match error.etype() {
+        ErrorType::HTTPStatus(503) if ctx.failure == Some("cluster_busy") => Some((
+            ErrorKind::Unavailable,
+            "cluster_busy",
+            format!("cluster '{cluster}' is at its concurrency limit; retry shortly"),
+        )),
         ErrorType::HTTPStatus(503) => Some((
             ErrorKind::Unavailable,
             "no_healthy_upstream",
@@ -215,11 +224,17 @@ fn classify_failure(error: &Error, ctx: &RequestCtx) -> Option<(ErrorKind, &'sta
                 format!("cluster '{cluster}' failed: {}", error.etype().as_str()),
             )),
             ErrorSource::Downstream => match error.etype() {
+                // The request body stalled: the client is still there to be told (RFC 9110
+                // section 15.5.9), unless the response has begun (fail_to_proxy checks).
+                ErrorType::ReadTimedout => Some((
+                    ErrorKind::RequestTimeout,
+                    "request_timeout",
+                    "the request body stopped arriving".into(),
+                )),
                 // The client went away: nobody to answer.
                 ErrorType::ReadError
                 | ErrorType::WriteError
                 | ErrorType::ConnectionClosed
-                | ErrorType::ReadTimedout
                 | ErrorType::WriteTimedout => None,
                 _ => Some((
                     ErrorKind::BadRequest,
@@ -250,6 +265,7 @@ impl ProxyHttp for EdgeProxy {
             answered: None,
             route_id: None,
             in_flight: None,
+            cluster_slot: None,
             tried: Vec::new(),
             retries_left: 0,
             body_bytes: 0,
@@ -271,6 +287,7 @@ impl ProxyHttp for EdgeProxy {
         session: &mut Session,
         _ctx: &mut Self::CTX,
     ) -> Result<()> {
+        crate::front::header_received();
         if let Some(bridge) = session.downstream_modules_ctx.get_mut::<GrpcWebBridge>() {
             bridge.init();
         }
@@ -296,13 +313,26 @@ impl ProxyHttp for EdgeProxy {
                 ctx.peer,
             ));
         }
-        let admission = pipeline::admit(&snapshot, session.req_header(), &downstream).await;
+        let transport = match ctx.protocol {
+            Protocol::Http3 => Transport::Quic,
+            _ => Transport::Tcp,
+        };
+        let admission = if self.connections.is_shed(transport, ctx.peer) {
+            pipeline::overloaded(
+                pipeline::is_grpc(&session.req_header().headers),
+                "the edge is at its connection limit; retry shortly",
+            )
+        } else {
+            pipeline::admit(&snapshot, session.req_header(), &downstream).await
+        };
         let result = match admission {
             Admission::Answer(answer) => {
                 ctx.answered = Some(answer.reason);
                 ctx.route_id = answer.route.as_ref().map(|r| r.id.clone());
                 // An unread request body would be parsed as the next request: close instead.
-                let close = !session.as_downstream_mut().is_body_done();
+                // A shed connection is closed too, so the client reconnects after Retry-After.
+                let close =
+                    !session.as_downstream_mut().is_body_done() || answer.reason == "overloaded";
                 write_edge_response(
                     session,
                     &self.state,
@@ -368,6 +398,22 @@ impl ProxyHttp for EdgeProxy {
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route decided"))?;
         let cluster = &forward.route.cluster;
+        if ctx.cluster_slot.is_none() {
+            match cluster.reserve_slot() {
+                Some(slot) => ctx.cluster_slot = Some(slot),
+                None => {
+                    ctx.failure = Some("cluster_busy");
+                    self.state
+                        .metrics
+                        .upstream_errors
+                        .with_label_values(&[&*cluster.name, "cluster_busy"])
+                        .inc();
+                    return Error::e_explain(ErrorType::HTTPStatus(503), "cluster at capacity");
+                }
+            }
+        }
+        // The previous attempt's backend is no longer this request's.
+        ctx.in_flight = None;
         match cluster.select(&ctx.tried) {
             Some((index, in_flight)) => {
                 ctx.tried.push(index);
@@ -530,6 +576,13 @@ impl ProxyHttp for EdgeProxy {
             };
         };
         ctx.failure = ctx.failure.or(Some(code));
+        if kind == ErrorKind::RequestTimeout {
+            self.state
+                .metrics
+                .client_timeouts
+                .with_label_values(&["body"])
+                .inc();
+        }
         if kind == ErrorKind::GatewayTimeout {
             if let Some(forward) = &ctx.forward {
                 self.state
@@ -539,7 +592,10 @@ impl ProxyHttp for EdgeProxy {
                     .inc();
             }
         }
-        let response = pipeline::edge_error(kind, code, &message, grpc);
+        let mut response = pipeline::edge_error(kind, code, &message, grpc);
+        if kind == ErrorKind::Unavailable {
+            pipeline::add_retry_after(&mut response);
+        }
         let status = response.status.as_u16();
         // Headers already sent (the upstream failed mid-body): nothing clean can be written.
         if session.response_written().is_none() {

@@ -132,7 +132,10 @@ fn internal(snapshot: &Snapshot, message: String) -> ConfigError {
 /// Listener addresses, threads and timeouts of the process are fixed at start.
 fn warn_about_restart_only_changes(current: &Snapshot, next: &crate::config::EdgeConfig) {
     let now = current.config();
-    if now.listeners != next.listeners || now.admin != next.admin {
+    if now.listeners != next.listeners
+        || now.admin.address != next.admin.address
+        || now.limits.handshake_timeout != next.limits.handshake_timeout
+    {
         tracing::warn!("listener changes take effect only after a restart or graceful upgrade");
     }
     if now.server != next.server || now.http3 != next.http3 || now.logging != next.logging {

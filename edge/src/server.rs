@@ -17,7 +17,8 @@ use pingora_core::services::listening::Service;
 use crate::admin::{AdminApp, RedirectApp};
 use crate::certs::{CertSet, CertStore};
 use crate::config::{load_file, load_str, EdgeConfig, LoadedConfig, LogFormat, EMBEDDED_DEFAULT};
-use crate::front::{HttpsFront, SharedProxy};
+use crate::connections::{ConnectionGate, TcpAdmission};
+use crate::front::{HttpsFront, SharedProxy, TcpFront};
 use crate::h3::Http3Service;
 use crate::metrics::EdgeMetrics;
 use crate::proxy::EdgeProxy;
@@ -217,7 +218,11 @@ pub fn run(config: Option<&Path>, upgrade: bool) -> anyhow::Result<()> {
     let https = &config.listeners.https;
     // ONE proxy for h1, h2 and h3: the TCP service and the QUIC listener share it, and
     // with it the upstream pool and every ProxyHttp phase.
-    let mut edge_proxy = pingora_proxy::http_proxy(&pingora_conf, EdgeProxy::new(state.clone()));
+    let connections = ConnectionGate::new(state.clone());
+    let mut edge_proxy = pingora_proxy::http_proxy(
+        &pingora_conf,
+        EdgeProxy::new(state.clone(), connections.clone()),
+    );
     let mut h2 = default_h2_options();
     h2.max_concurrent_streams(config.limits.h2_max_concurrent_streams);
     // Generous at the protocol layer; the exact limit answers 431 in the pipeline.
@@ -229,7 +234,13 @@ pub fn run(config: Option<&Path>, upgrade: bool) -> anyhow::Result<()> {
     edge_proxy.server_options = Some(options);
     let edge_proxy = Arc::new(edge_proxy);
 
-    let mut tcp = Service::new("edge https".to_string(), SharedProxy(edge_proxy.clone()));
+    let front = TcpFront(Arc::new(SharedProxy {
+        proxy: edge_proxy.clone(),
+        state: state.clone(),
+    }));
+    let mut tcp = Service::new("edge https".to_string(), front);
+    tcp.set_handshake_timeout(config.limits.handshake_timeout);
+    tcp.set_connection_admission(Arc::new(TcpAdmission(connections.clone())));
     let tls = crate::tls::tcp_tls_settings(&config.tls, state.certs.clone(), state.metrics.clone())
         .map_err(|e| anyhow::anyhow!("TLS settings: {e}"))?;
     tcp.add_tls_with_settings(&https.address.to_string(), None, tls);
@@ -240,6 +251,7 @@ pub fn run(config: Option<&Path>, upgrade: bool) -> anyhow::Result<()> {
         let h3 = Http3Service::bind(
             state.clone(),
             edge_proxy.clone(),
+            connections.clone(),
             https.address,
             config.http3.clone(),
             config.server.grace_period,
@@ -262,7 +274,7 @@ pub fn run(config: Option<&Path>, upgrade: bool) -> anyhow::Result<()> {
 
     let mut admin = Service::new(
         "edge admin".to_string(),
-        HttpServer::new_app(AdminApp::new(state.clone())),
+        HttpServer::new_app(AdminApp::new(state.clone(), config.admin.address)),
     );
     admin.add_tcp(&config.admin.address.to_string());
     server.add_service(admin);

@@ -89,6 +89,21 @@ pub struct Cluster {
     pub config: ClusterConfig,
     pub backends: Vec<Arc<Backend>>,
     next: AtomicUsize,
+    /// Requests holding a [`ClusterSlot`] (`max_concurrent_requests`).
+    requests: Arc<AtomicUsize>,
+}
+
+/// One request's place under its cluster's `max_concurrent_requests`, held from the first
+/// attempt to the end of the request (retries included).
+#[derive(Debug)]
+pub struct ClusterSlot {
+    requests: Arc<AtomicUsize>,
+}
+
+impl Drop for ClusterSlot {
+    fn drop(&mut self) {
+        self.requests.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Health of a cluster for `/api/healthz` and `/readyz`.
@@ -161,7 +176,23 @@ impl Cluster {
             config: config.clone(),
             backends,
             next: AtomicUsize::new(0),
+            requests: Arc::new(AtomicUsize::new(0)),
         }))
+    }
+
+    /// A place for one more request, or `None` when `max_concurrent_requests` are in flight.
+    pub fn reserve_slot(&self) -> Option<ClusterSlot> {
+        let previous = self.requests.fetch_add(1, Ordering::AcqRel);
+        let slot = ClusterSlot {
+            requests: self.requests.clone(),
+        };
+        (previous < self.config.max_concurrent_requests).then_some(slot)
+    }
+
+    /// Requests in flight (holding a slot).
+    #[cfg(test)]
+    pub fn requests_in_flight(&self) -> usize {
+        self.requests.load(Ordering::Acquire)
     }
 
     /// Picks a healthy backend not in `exclude` (indices already tried by this request).
@@ -598,6 +629,23 @@ mod tests {
             }
         );
         toml::from_str(&text).expect("cluster config")
+    }
+
+    #[test]
+    fn slots_stop_at_max_concurrent_requests_and_free_on_drop() {
+        let mut cfg = config(&["127.0.0.1:1"], Balance::RoundRobin);
+        cfg.max_concurrent_requests = 2;
+        let cluster = Cluster::build("c", &cfg).expect("cluster");
+        let a = cluster.reserve_slot().expect("first");
+        let _b = cluster.reserve_slot().expect("second");
+        assert!(cluster.reserve_slot().is_none(), "third is over the cap");
+        assert_eq!(
+            cluster.requests_in_flight(),
+            2,
+            "a refused try holds nothing"
+        );
+        drop(a);
+        assert!(cluster.reserve_slot().is_some());
     }
 
     #[test]

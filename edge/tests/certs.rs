@@ -325,7 +325,7 @@ async fn corrupt_or_mismatched_certificates_are_rejected_and_the_old_ones_keep_s
         metric_sum(m, "edge_cert_reloads_total", &["result=\"rejected\""]) >= 1.0
     })
     .await;
-    let rejected = reqwest_post(&edge, "/certs/reload").await;
+    let rejected = edge.admin_post("/certs/reload").await;
     assert_eq!(rejected.0, 422, "{}", rejected.1);
     assert!(
         rejected.1.contains("previous certificates keep serving"),
@@ -345,7 +345,7 @@ async fn corrupt_or_mismatched_certificates_are_rejected_and_the_old_ones_keep_s
         "localhost",
     ]);
     std::fs::copy(other.path().join("tls.crt"), pki.cert()).expect("swap cert only");
-    let mismatch = reqwest_post(&edge, "/certs/reload").await;
+    let mismatch = edge.admin_post("/certs/reload").await;
     assert_eq!(mismatch.0, 422, "{}", mismatch.1);
     assert!(mismatch.1.contains("does not match"), "{}", mismatch.1);
 
@@ -373,13 +373,4 @@ async fn corrupt_or_mismatched_certificates_are_rejected_and_the_old_ones_keep_s
     let (status, certs) = edge.admin_get("/certs").await;
     assert_eq!(status, 200);
     assert!(certs.to_ascii_lowercase().contains(&rotated), "{certs}");
-}
-
-async fn reqwest_post(edge: &Edge, path: &str) -> (u16, String) {
-    let resp = testkit::reqwest::Client::new()
-        .post(edge.admin_url(path))
-        .send()
-        .await
-        .expect("admin request");
-    (resp.status().as_u16(), resp.text().await.expect("body"))
 }

@@ -194,29 +194,7 @@ async fn aioquic(
     body: &str,
     headers: &[&str],
 ) -> serde_json::Value {
-    let root = testkit::workspace_root();
-    let python = root.join(".dev/tools/interop/venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} missing: run scripts/interop-tools.sh (make test does)",
-        python.display()
-    );
-    let output = tokio::process::Command::new(python)
-        .arg(root.join("edge/tests/interop/h3_request.py"))
-        .args(["127.0.0.1", &edge.https_port.to_string()])
-        .arg(edge.pki.ca_path())
-        .args(["localhost", method, path, body])
-        .args(headers)
-        .output()
-        .await
-        .expect("run h3_request.py");
-    assert!(
-        output.status.success(),
-        "aioquic {method} {path}: {}\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        edge.process.logs()
-    );
-    serde_json::from_slice(&output.stdout).expect("h3_request.py prints JSON")
+    common::aioquic(edge, None, method, path, body, headers).await
 }
 
 /// aioquic (PyPI), an HTTP/3 stack independent of quiche, through the same proxy path:

@@ -48,6 +48,8 @@ pub enum ErrorKind {
     Unavailable,
     /// 504 / DEADLINE_EXCEEDED.
     GatewayTimeout,
+    /// 408 / DEADLINE_EXCEEDED: the client stopped sending its request.
+    RequestTimeout,
     /// 500 / INTERNAL.
     Internal,
 }
@@ -65,6 +67,7 @@ impl ErrorKind {
             ErrorKind::BadGateway => StatusCode::BAD_GATEWAY,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -79,7 +82,7 @@ impl ErrorKind {
             }
             ErrorKind::BadRequest => GrpcCode::InvalidArgument,
             ErrorKind::BadGateway | ErrorKind::Unavailable => GrpcCode::Unavailable,
-            ErrorKind::GatewayTimeout => GrpcCode::DeadlineExceeded,
+            ErrorKind::GatewayTimeout | ErrorKind::RequestTimeout => GrpcCode::DeadlineExceeded,
             ErrorKind::Internal => GrpcCode::Internal,
         }
     }
@@ -97,6 +100,7 @@ impl ErrorKind {
             ErrorKind::BadGateway => "bad_gateway",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::GatewayTimeout => "gateway_timeout",
+            ErrorKind::RequestTimeout => "request_timeout",
             ErrorKind::Internal => "internal",
         }
     }

@@ -8,6 +8,7 @@ cluster. The copy differs from the ConfigMap's text in exactly these values, rep
 (everything else is checked as rendered):
   - [tls.default] / [[tls.certs]] cert and key  -> SANDBOX/tls/tls.crt, tls.key (a throwaway pair)
   - [plugins.identity] key_file                 -> SANDBOX/identity.key
+  - [admin] token_file                          -> SANDBOX/admin-token (a throwaway token)
   - [server] pid_file, upgrade_sock              -> SANDBOX/run/...
   - [clusters.*] addresses host:port             -> 127.0.0.1:port (Service names do not resolve here)
 """
@@ -30,6 +31,10 @@ def main() -> int:
     identity = cfg.get("plugins", {}).get("identity", {}).get("key_file")
     if identity:
         replacements[identity] = str(sandbox / "identity.key")
+    token = cfg.get("admin", {}).get("token_file")
+    if token:
+        replacements[token] = str(sandbox / "admin-token")
+        (sandbox / "admin-token").write_text("k8s-validate-throwaway-admin-token-0123456789\n")
     server = cfg.get("server", {})
     for key in ("pid_file", "upgrade_sock"):
         if key in server:

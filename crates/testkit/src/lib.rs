@@ -68,7 +68,9 @@ pub use otlp::{CollectedSpan, OtlpCollector};
 
 use process::tail;
 pub use process::ChildProcess;
-pub use tls::{grpc_h2c_channel, grpc_tls_channel, https_client, HttpVersion, LeafFiles, TestPki};
+pub use tls::{
+    grpc_h2c_channel, grpc_tls_channel, https_client, tls_connect, HttpVersion, LeafFiles, TestPki,
+};
 
 /// A TCP port on 127.0.0.1 for a child process to bind: free now, and reserved for this
 /// test process, so no other caller here or in a parallel test process gets it (see

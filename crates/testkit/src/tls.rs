@@ -4,6 +4,7 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -138,4 +139,31 @@ pub async fn grpc_h2c_channel(port: u16) -> Result<tonic::transport::Channel> {
         .connect()
         .await?;
     Ok(channel)
+}
+
+/// A raw TLS connection (rustls) to `127.0.0.1:port` for server name `localhost`, trusting
+/// only `ca_pem`, offering `alpn`: for tests that must control every byte (slow clients,
+/// half-sent requests).
+pub async fn tls_connect(
+    ca_pem: &str,
+    port: u16,
+    alpn: &[&[u8]],
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.context("CA PEM")?)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = ServerName::try_from("localhost")?;
+    Ok(connector.connect(name, tcp).await?)
 }

@@ -228,6 +228,30 @@ fn validate(config: &EdgeConfig, problems: &Problems<'_>) -> Vec<ConfigProblem> 
         }
     }
 
+    let admin = root.key("admin");
+    if config.admin.token_file.is_none() && !config.admin.address.ip().is_loopback() {
+        add(
+            admin.key("token_file"),
+            format!(
+                "is required when admin.address ({}) is not a loopback address",
+                config.admin.address
+            ),
+        );
+    }
+    if let Some(path) = &config.admin.token_file {
+        if let Err(problem) = crate::admin_guard::read_token(path) {
+            add(admin.key("token_file"), problem);
+        }
+    }
+    for (i, host) in config.admin.allowed_hosts.iter().enumerate() {
+        if !is_valid_host_pattern(host) || host.contains('*') {
+            add(
+                admin.key("allowed_hosts").index(i),
+                format!("'{host}' is not a host name"),
+            );
+        }
+    }
+
     if config.tls.min_version > config.tls.max_version {
         add(
             root.key("tls").key("min_version"),
@@ -263,6 +287,16 @@ fn validate(config: &EdgeConfig, problems: &Problems<'_>) -> Vec<ConfigProblem> 
             u64::from(limits.h2_max_concurrent_streams),
         ),
         ("keepalive_requests", u64::from(limits.keepalive_requests)),
+        ("max_connections", limits.max_connections as u64),
+        (
+            "max_connections_per_ip",
+            limits.max_connections_per_ip as u64,
+        ),
+        ("header_timeout", limits.header_timeout.as_millis() as u64),
+        (
+            "handshake_timeout",
+            limits.handshake_timeout.as_millis() as u64,
+        ),
     ] {
         if value == 0 {
             add(limit_key.key(name), "must be at least 1".into());
@@ -287,6 +321,12 @@ fn validate(config: &EdgeConfig, problems: &Problems<'_>) -> Vec<ConfigProblem> 
         }
         if cluster.max_h2_streams == 0 {
             add(key.key("max_h2_streams"), "must be at least 1".into());
+        }
+        if cluster.max_concurrent_requests == 0 {
+            add(
+                key.key("max_concurrent_requests"),
+                "must be at least 1".into(),
+            );
         }
         if cluster.tls_ca_file.is_some() && !cluster.protocol.is_tls() {
             add(
@@ -639,6 +679,34 @@ upstream = "a"
         let text = format!("[admin]\naddress = \"127.0.0.1:8443\"\n{GOOD}");
         let err = load(&text).expect_err("clash");
         assert_eq!(err.problems[0].key, "admin.address", "{err}");
+    }
+
+    #[test]
+    fn an_admin_listener_off_loopback_needs_a_readable_long_token() {
+        let text = format!("[admin]\naddress = \"0.0.0.0:9000\"\n{GOOD}");
+        let err = load(&text).expect_err("no token");
+        assert_eq!(err.problems[0].key, "admin.token_file", "{err}");
+        assert!(err.to_string().contains("loopback"), "{err}");
+
+        let dir = tempfile::tempdir().expect("dir");
+        let token = dir.path().join("admin-token");
+        std::fs::write(&token, "too-short").expect("write");
+        let text = format!(
+            "[admin]\naddress = \"0.0.0.0:9000\"\ntoken_file = {:?}\nallowed_hosts = [\"a b\"]\n{GOOD}",
+            token.display().to_string()
+        );
+        let err = load(&text).expect_err("short token, bad host");
+        let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+        assert!(keys.contains(&"admin.token_file"), "{err}");
+        assert!(keys.contains(&"admin.allowed_hosts[0]"), "{err}");
+        assert!(err.to_string().contains("at least 32"), "{err}");
+
+        std::fs::write(&token, "0123456789abcdef0123456789abcdef").expect("write");
+        let text = format!(
+            "[admin]\naddress = \"0.0.0.0:9000\"\ntoken_file = {:?}\n{GOOD}",
+            token.display().to_string()
+        );
+        load(&text).expect("a token makes a non-loopback admin valid");
     }
 
     #[test]

@@ -179,12 +179,23 @@ pub struct HttpListener {
 pub struct AdminSection {
     #[serde(default = "defaults::admin_address")]
     pub address: SocketAddr,
+    /// Host names (besides `localhost` and IP literals, always accepted) a request may name
+    /// in `Host`; anything else is refused, which defeats DNS rebinding.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// A file holding the admin bearer token (at least 32 characters, read per request so a
+    /// rotated Secret applies at once). Required for `POST` endpoints, and for every endpoint
+    /// but status-only `/healthz` and `/readyz` when `address` is not loopback.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
 }
 
 impl Default for AdminSection {
     fn default() -> Self {
         Self {
             address: defaults::admin_address(),
+            allowed_hosts: Vec::new(),
+            token_file: None,
         }
     }
 }
@@ -275,6 +286,20 @@ pub struct LimitsSection {
     /// Requests served on one keep-alive HTTP/1.1 connection before it is closed.
     #[serde(default = "defaults::keepalive_requests")]
     pub keepalive_requests: u32,
+    /// Whole HTTP/1.1 request header, first byte to last (a keep-alive connection gets
+    /// `idle_timeout` more for the wait before it). Restarted reads do not extend it.
+    #[serde(default = "defaults::header_timeout", with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// TCP: from accept to the end of the TLS handshake (applies at start; restart to change).
+    #[serde(default = "defaults::handshake_timeout", with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// Open client connections (TCP + QUIC) before requests are answered 503; at twice
+    /// this, new connections are refused.
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
+    /// Open client connections from one IP address; more are refused before TLS.
+    #[serde(default = "defaults::max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for LimitsSection {
@@ -288,6 +313,10 @@ impl Default for LimitsSection {
             client_write_timeout: defaults::client_write_timeout(),
             h2_max_concurrent_streams: defaults::h2_max_concurrent_streams(),
             keepalive_requests: defaults::keepalive_requests(),
+            header_timeout: defaults::header_timeout(),
+            handshake_timeout: defaults::handshake_timeout(),
+            max_connections: defaults::max_connections(),
+            max_connections_per_ip: defaults::max_connections_per_ip(),
         }
     }
 }
@@ -388,6 +417,10 @@ pub struct ClusterConfig {
     /// Extra attempts on another backend when connecting fails (idempotent requests only).
     #[serde(default = "defaults::retries")]
     pub retries: u32,
+    /// Requests in flight to this cluster (all backends) before new ones are answered 503 +
+    /// `Retry-After` at once instead of queueing.
+    #[serde(default = "defaults::max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
     /// SNI and verification name for TLS backends (defaults to the address's host).
     #[serde(default)]
     pub tls_server_name: Option<String>,
@@ -540,6 +573,9 @@ impl EdgeConfig {
             }
         };
         fix(&mut self.server.pid_file);
+        if let Some(token) = self.admin.token_file.as_mut() {
+            fix(token);
+        }
         fix(&mut self.server.upgrade_sock);
         if let Some(default) = self.tls.default.as_mut() {
             fix(&mut default.cert);
@@ -650,6 +686,21 @@ mod defaults {
     }
     pub fn keepalive_requests() -> u32 {
         10_000
+    }
+    pub fn header_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn handshake_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn max_connections() -> usize {
+        20_000
+    }
+    pub fn max_connections_per_ip() -> usize {
+        256
+    }
+    pub fn max_concurrent_requests() -> usize {
+        1_000
     }
     pub fn quic_idle_timeout() -> Duration {
         Duration::from_secs(30)

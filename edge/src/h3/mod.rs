@@ -10,6 +10,7 @@
 mod headers;
 mod session;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,7 @@ use pingora_core::apps::HttpServerApp;
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::server::ShutdownWatch;
 use quiche::h3::Header;
+use tokio::sync::oneshot;
 use tokio_quiche::http3::driver::{H3Event, IncomingH3Headers, OutboundFrame, ServerH3Event};
 use tokio_quiche::http3::settings::Http3Settings;
 use tokio_quiche::metrics::DefaultMetrics;
@@ -29,6 +31,7 @@ use tokio_quiche::{ConnectionParams, ServerH3Driver};
 
 use crate::certs::CertStore;
 use crate::config::Http3Section;
+use crate::connections::{Admitted, ConnectionGate, Transport};
 use crate::metrics::{ConnectionGauge, EdgeMetrics};
 use crate::proxy::EdgeHttpProxy;
 use crate::state::EdgeState;
@@ -49,6 +52,7 @@ pub struct H3RequestInfo {
 pub struct Http3Service {
     state: Arc<EdgeState>,
     proxy: Arc<EdgeHttpProxy>,
+    connections: Arc<ConnectionGate>,
     socket: std::sync::Mutex<Option<std::net::UdpSocket>>,
     settings: Http3Section,
     graceful_timeout: Duration,
@@ -59,6 +63,7 @@ impl Http3Service {
     pub fn bind(
         state: Arc<EdgeState>,
         proxy: Arc<EdgeHttpProxy>,
+        connections: Arc<ConnectionGate>,
         addr: SocketAddr,
         settings: Http3Section,
         graceful_timeout: Duration,
@@ -67,6 +72,7 @@ impl Http3Service {
         Ok(Self {
             state,
             proxy,
+            connections,
             socket: std::sync::Mutex::new(Some(socket)),
             settings,
             graceful_timeout,
@@ -186,6 +192,14 @@ impl Http3Service {
                 _ = shutdown.changed() => break,
                 next = incoming.next() => match next {
                     Some(Ok(mut initial)) => {
+                        // Over the per-IP cap (or far over the global one): dropped before
+                        // a driver is started; the client's handshake times out.
+                        let Some(admitted) = self
+                            .connections
+                            .admit(Transport::Quic, Some(initial.peer_addr()))
+                        else {
+                            continue;
+                        };
                         // The ClientHello is in the first flight: SNI is known already.
                         let sni = initial
                             .ssl_mut()
@@ -209,6 +223,7 @@ impl Http3Service {
                             self.proxy.clone(),
                             controller,
                             connection,
+                            admitted,
                             drain_rx.clone(),
                             shutdown.clone(),
                         ));
@@ -251,6 +266,7 @@ async fn serve_connection(
     proxy: Arc<EdgeHttpProxy>,
     mut controller: tokio_quiche::ServerH3Controller,
     connection: Connection,
+    _admitted: Admitted,
     mut drain: tokio::sync::watch::Receiver<bool>,
     shutdown: ShutdownWatch,
 ) {
@@ -264,6 +280,8 @@ async fn serve_connection(
     );
     let mut events = controller.take_event_receiver();
     let mut requests = tokio::task::JoinSet::new();
+    // Per open request stream: tells its session the client reset it.
+    let mut resets: HashMap<u64, oneshot::Sender<()>> = HashMap::new();
     let mut draining = *drain.borrow();
     if draining {
         controller.send_goaway();
@@ -279,7 +297,10 @@ async fn serve_connection(
                     }
                 }
             }
-            Some(_) = requests.join_next(), if !requests.is_empty() => {
+            Some(done) = requests.join_next(), if !requests.is_empty() => {
+                if let Ok(stream_id) = done {
+                    resets.remove(&stream_id);
+                }
                 if draining && requests.is_empty() {
                     break;
                 }
@@ -288,16 +309,22 @@ async fn serve_connection(
                 None => break,
                 Some(ServerH3Event::Headers { incoming_headers, is_in_early_data, .. }) => {
                     let early = *is_in_early_data && connection.early_data_enabled;
+                    let (reset_tx, reset_rx) = oneshot::channel();
+                    resets.insert(incoming_headers.stream_id, reset_tx);
                     requests.spawn(serve_request(
                         state.clone(),
                         proxy.clone(),
                         incoming_headers,
                         connection.clone(),
                         early,
+                        reset_rx,
                         shutdown.clone(),
                     ));
                 }
-                Some(ServerH3Event::Core(H3Event::ResetStream { .. })) => {
+                Some(ServerH3Event::Core(H3Event::ResetStream { stream_id })) => {
+                    if let Some(reset) = resets.remove(&stream_id) {
+                        let _ = reset.send(());
+                    }
                     state.metrics.quic_stream_errors.with_label_values(&["reset_by_client"]).inc();
                 }
                 Some(ServerH3Event::Core(H3Event::ConnectionError(err))) => {
@@ -308,7 +335,8 @@ async fn serve_connection(
             },
         }
     }
-    // Let requests already running finish writing their responses.
+    // The connection is gone or drained: requests still waiting on their client end now.
+    drop(resets);
     while requests.join_next().await.is_some() {}
 }
 
@@ -319,9 +347,11 @@ async fn serve_request(
     incoming: IncomingH3Headers,
     connection: Arc<Connection>,
     early_data: bool,
+    reset: oneshot::Receiver<()>,
     shutdown: ShutdownWatch,
-) {
+) -> u64 {
     let IncomingH3Headers {
+        stream_id,
         headers,
         send,
         recv,
@@ -340,7 +370,7 @@ async fn serve_request(
                 .with_label_values(&["malformed_request"])
                 .inc();
             reject_malformed(&mut send, problem).await;
-            return;
+            return stream_id;
         }
     };
     request.extensions_mut().insert(H3RequestInfo {
@@ -354,10 +384,12 @@ async fn serve_request(
         read_fin,
         connection.peer,
         connection.local,
-    );
+    )
+    .with_reset_signal(reset);
     proxy
         .process_new_http(ServerSession::new_custom(Box::new(session)), &shutdown)
         .await;
+    stream_id
 }
 
 async fn reject_malformed(send: &mut session::FrameSink, problem: &str) {

@@ -57,6 +57,10 @@ pub struct H3Session {
     digest: Digest,
     client_addr: SocketAddr,
     server_addr: SocketAddr,
+    /// Fires when the client resets the stream (tokio-quiche reports resets on the
+    /// connection's event channel, which `h3::serve_connection` routes here).
+    reset: Option<tokio::sync::oneshot::Receiver<()>>,
+    client_gone: bool,
 }
 
 impl H3Session {
@@ -85,7 +89,16 @@ impl H3Session {
             digest: Digest::default(),
             client_addr: SocketAddr::Inet(client_addr),
             server_addr: SocketAddr::Inet(server_addr),
+            reset: None,
+            client_gone: false,
         }
+    }
+
+    /// Lets a client's stream reset (or the connection's end) abort the request: the proxy
+    /// waits on `read_body_or_idle` while the upstream answers, as it does for h2.
+    pub(crate) fn with_reset_signal(mut self, reset: tokio::sync::oneshot::Receiver<()>) -> Self {
+        self.reset = Some(reset);
+        self
     }
 
     /// Sends one frame, bounded by the write timeout (a client that stops reading must not
@@ -398,10 +411,24 @@ impl Session for H3Session {
 
     async fn read_body_or_idle(&mut self, no_body_expected: bool) -> Result<Option<Bytes>> {
         if no_body_expected || self.body_done {
-            // Pingora's h2 session waits here until the client goes away. tokio-quiche
-            // reports a reset only on the connection's event channel, so the request just
-            // waits for the upstream side to finish.
-            std::future::pending().await
+            // As Pingora's h2 session: wait here until the client goes away, which
+            // aborts the upstream side of the request.
+            if !self.client_gone {
+                match self.reset.as_mut() {
+                    // A reset, or the connection's task dropping the sender: gone either way.
+                    Some(reset) => {
+                        let _ = reset.await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+                self.client_gone = true;
+                self.reset = None;
+            }
+            Err(Error::explain(
+                ErrorType::ConnectionClosed,
+                "the HTTP/3 client reset the request stream",
+            )
+            .into_down())
         } else {
             self.read_body_bytes().await
         }

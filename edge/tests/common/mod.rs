@@ -18,6 +18,8 @@ use hyper_util::rt::TokioIo;
 use testkit::{reqwest, ChildProcess, HttpVersion, LeafFiles, TempDir, TestPki};
 
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// The admin bearer token every harness edge is configured with (`admin.token_file`).
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789";
 
 /// A running edge.
 pub struct Edge {
@@ -94,6 +96,7 @@ address = "127.0.0.1:{http}"
 
 [admin]
 address = "127.0.0.1:{admin}"
+token_file = "{dir}/admin-token"
 
 [tls.default]
 cert = "{cert}"
@@ -141,6 +144,7 @@ impl Edge {
             admin: testkit::free_tcp_port(),
         };
         let config_path = dir.path().join("edge.toml");
+        std::fs::write(dir.path().join("admin-token"), ADMIN_TOKEN).expect("admin token");
         write_atomically(
             &config_path,
             &render_config(dir.path(), &ports, &leaf, &options),
@@ -206,6 +210,19 @@ impl Edge {
 
     pub async fn admin_get(&self, path: &str) -> (u16, String) {
         let resp = reqwest::get(self.admin_url(path))
+            .await
+            .expect("admin request");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.expect("admin body"))
+    }
+
+    /// An admin `POST` as an operator sends it: bearer token, JSON content type.
+    pub async fn admin_post(&self, path: &str) -> (u16, String) {
+        let resp = reqwest::Client::new()
+            .post(self.admin_url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("content-type", "application/json")
+            .send()
             .await
             .expect("admin request");
         let status = resp.status().as_u16();
@@ -446,4 +463,41 @@ pub fn jwt_plugin(dir: &std::path::Path) -> String {
 /// A TCP port with nothing listening (connections are refused).
 pub fn closed_port() -> u16 {
     testkit::free_tcp_port()
+}
+
+/// Runs `edge/tests/interop/h3_request.py` (aioquic, an HTTP/3 stack independent of quiche)
+/// once against `edge`; `mode` is its `H3_MODE` (`stall`, `reset-after:<s>`). Returns the
+/// JSON it prints.
+pub async fn aioquic(
+    edge: &Edge,
+    mode: Option<&str>,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &[&str],
+) -> serde_json::Value {
+    let root = testkit::workspace_root();
+    let python = root.join(".dev/tools/interop/venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} missing: run scripts/interop-tools.sh (make test does)",
+        python.display()
+    );
+    let output = tokio::process::Command::new(python)
+        .arg(root.join("edge/tests/interop/h3_request.py"))
+        .args(["127.0.0.1", &edge.https_port.to_string()])
+        .arg(edge.pki.ca_path())
+        .args(["localhost", method, path, body])
+        .args(headers)
+        .env("H3_MODE", mode.unwrap_or(""))
+        .output()
+        .await
+        .expect("run h3_request.py");
+    assert!(
+        output.status.success(),
+        "aioquic {method} {path}: {}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        edge.process.logs()
+    );
+    serde_json::from_slice(&output.stdout).expect("h3_request.py prints JSON")
 }

@@ -6,9 +6,15 @@ BODY is a byte count N (N bytes of b"a"; 0: no body) or hex:HEX (those bytes). P
 JSON object:
 {"status", "headers": {...}, "trailers": {...}, "body_length", "body"} ("body" only when it is
 UTF-8 text of at most 64 KiB). Exits 1 with a message on a connection or stream failure.
+
+H3_MODE (environment) changes what the client does after the headers:
+- "stall": send BODY but never end the stream, then wait for the server's answer;
+- "reset-after:SECONDS": send the request, wait SECONDS, reset the stream (H3_REQUEST_CANCELLED)
+  and print {"reset": true} after giving the reset a moment to leave.
 """
 import asyncio
 import json
+import os
 import ssl
 import sys
 
@@ -63,10 +69,20 @@ async def main() -> None:
             (b":path", path.encode()),
             (b"user-agent", b"aioquic"),
         ] + [(k.strip().lower().encode(), v.strip().encode()) for k, v in extra]
-        client.h3.send_headers(stream_id, headers, end_stream=not body)
+        mode = os.environ.get("H3_MODE", "")
+        stall = mode == "stall"
+        client.h3.send_headers(stream_id, headers, end_stream=not body and not stall)
         if body:
-            client.h3.send_data(stream_id, body, end_stream=True)
+            client.h3.send_data(stream_id, body, end_stream=not stall)
         client.transmit()
+        if mode.startswith("reset-after:"):
+            await asyncio.sleep(float(mode.split(":", 1)[1]))
+            client._quic.reset_stream(stream_id, 0x10C)  # H3_REQUEST_CANCELLED
+            client._quic.stop_stream(stream_id, 0x10C)
+            client.transmit()
+            await asyncio.sleep(0.3)
+            print(json.dumps({"reset": True}))
+            return
         await asyncio.wait_for(client.done, timeout=10)
         headers = client.headers or {}
         out = {

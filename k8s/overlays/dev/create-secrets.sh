@@ -7,6 +7,7 @@
 #   edge-tls             tls.crt, tls.key, ca.crt   leaf for record.local + localhost from the dev CA
 #   edge-dev-ca          ca.crt, ca.key             the dev CA (for the cert-rotation CronJob)
 #   identity-key         identity.key               base64 of 32 random bytes (edge + services)
+#   edge-admin-token     token                      base64 of 32 random bytes (edge admin bearer)
 #   auth-signing-keys    current.pem                the JWT signing key (Ed25519)
 #   postgres-credentials username, password         hex password (URL-safe for DATABASE_URL)
 #
@@ -73,6 +74,7 @@ fi
 
 # --- identity key, signing key, database password ---
 [ -s "$OUT/identity.key" ] || head -c 32 /dev/urandom | base64 > "$OUT/identity.key"
+[ -s "$OUT/edge-admin-token" ] || head -c 32 /dev/urandom | base64 > "$OUT/edge-admin-token"
 if [ ! -s "$OUT/auth-keys/current.pem" ]; then
   if [ -n "$AUTH_BIN" ]; then
     "$AUTH_BIN" rotate-key --key-dir "$OUT/auth-keys" --jwt-alg EdDSA >/dev/null
@@ -82,7 +84,7 @@ if [ ! -s "$OUT/auth-keys/current.pem" ]; then
 fi
 [ -s "$OUT/postgres-password" ] || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$OUT/postgres-password"
 
-SECRETS=(edge-tls edge-dev-ca identity-key auth-signing-keys postgres-credentials)
+SECRETS=(edge-tls edge-dev-ca identity-key edge-admin-token auth-signing-keys postgres-credentials)
 
 manifest() {
   local create=(kubectl create secret -n "$NAMESPACE" --dry-run=client -o yaml)
@@ -95,6 +97,8 @@ manifest() {
         --from-file=ca.crt="$OUT/ca/ca.crt" --from-file=ca.key="$OUT/ca/ca.key" ;;
     identity-key)
       "${create[@]}" generic identity-key --from-file=identity.key="$OUT/identity.key" ;;
+    edge-admin-token)
+      "${create[@]}" generic edge-admin-token --from-file=token="$OUT/edge-admin-token" ;;
     auth-signing-keys)
       local keys=(--from-file=current.pem="$OUT/auth-keys/current.pem")
       if [ -s "$OUT/auth-keys/previous.pem" ]; then

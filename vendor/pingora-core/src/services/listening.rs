@@ -37,8 +37,23 @@ use pingora_error::Result;
 use pingora_runtime::current_handle;
 use pingora_timeout::timeout;
 use std::fs::Permissions;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// PATCH(edge): the TLS (or plain) handshake limit when none is set; upstream's constant.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// PATCH(edge): admission control for accepted connections.
+///
+/// Called once per connection right after `accept()`, before the handshake, on the task that
+/// will serve it. `None` drops the connection at once; `Some(guard)` admits it and the guard is
+/// held until the connection ends, handshake failures and timeouts included, so an
+/// implementation can count live connections exactly (per client address, globally).
+pub trait ConnectionAdmission: Send + Sync {
+    /// `peer` is the client's address when the socket has one (not for Unix sockets).
+    fn admit(&self, peer: Option<SocketAddr>) -> Option<Box<dyn Send + Sync>>;
+}
 
 /// Override the runtime options used to run a listening service.
 pub type RuntimeOptsOverride = Arc<dyn Fn(&RuntimeOpts) -> Option<RuntimeOpts> + Send + Sync>;
@@ -53,6 +68,9 @@ pub struct Service<A> {
     runtime_opts_override: Option<RuntimeOptsOverride>,
     #[cfg(feature = "connection_filter")]
     connection_filter: Arc<dyn ConnectionFilter>,
+    // PATCH(edge): see `set_handshake_timeout` and `set_connection_admission`.
+    handshake_timeout: Duration,
+    admission: Option<Arc<dyn ConnectionAdmission>>,
 }
 
 impl<A> Service<A> {
@@ -66,6 +84,8 @@ impl<A> Service<A> {
             runtime_opts_override: None,
             #[cfg(feature = "connection_filter")]
             connection_filter: Arc::new(AcceptAllFilter),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            admission: None,
         }
     }
 
@@ -80,7 +100,21 @@ impl<A> Service<A> {
             runtime_opts_override: None,
             #[cfg(feature = "connection_filter")]
             connection_filter: Arc::new(AcceptAllFilter),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            admission: None,
         }
+    }
+
+    /// PATCH(edge): how long an accepted connection may take to finish its handshake
+    /// (TLS, or the PROXY-protocol preamble) before it is dropped. Default 60 s.
+    pub fn set_handshake_timeout(&mut self, limit: Duration) {
+        self.handshake_timeout = limit;
+    }
+
+    /// PATCH(edge): admission control for every accepted connection, see
+    /// [`ConnectionAdmission`].
+    pub fn set_connection_admission(&mut self, admission: Arc<dyn ConnectionAdmission>) {
+        self.admission = Some(admission);
     }
 
     /// Set a runtime options override for this service.
@@ -203,6 +237,8 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
         app_logic: Arc<A>,
         mut stack: TransportStack,
         mut shutdown: ShutdownWatch,
+        handshake_timeout: Duration,
+        admission: Option<Arc<dyn ConnectionAdmission>>,
     ) {
         // the accept loop, until the system is shutting down
         loop {
@@ -229,9 +265,20 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
                 Ok(io) => {
                     let app = app_logic.clone();
                     let shutdown = shutdown.clone();
+                    let admission = admission.clone();
                     current_handle().spawn(async move {
                         let peer_addr = io.peer_addr();
-                        match timeout(Duration::from_secs(60), io.handshake()).await {
+                        // Held until this connection ends.
+                        let _admitted = match &admission {
+                            Some(admission) => match admission
+                                .admit(peer_addr.as_ref().and_then(|a| a.as_inet().copied()))
+                            {
+                                Some(guard) => Some(guard),
+                                None => return,
+                            },
+                            None => None,
+                        };
+                        match timeout(handshake_timeout, io.handshake()).await {
                             Ok(handshake) => {
                                 match handshake {
                                     Ok(io) => Self::handle_event(io, app, shutdown).await,
@@ -305,9 +352,18 @@ impl<A: ServerApp + Send + Sync + 'static> ServiceTrait for Service<A> {
                 let shutdown = shutdown.clone();
                 let my_app_logic = app_logic.clone();
                 let endpoint = endpoint.clone();
+                let handshake_timeout = self.handshake_timeout;
+                let admission = self.admission.clone();
 
                 let jh = runtime.spawn(async move {
-                    Self::run_endpoint(my_app_logic, endpoint, shutdown).await;
+                    Self::run_endpoint(
+                        my_app_logic,
+                        endpoint,
+                        shutdown,
+                        handshake_timeout,
+                        admission,
+                    )
+                    .await;
                 });
 
                 handlers.push(jh);

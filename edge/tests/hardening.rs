@@ -1,0 +1,351 @@
+//! Slow and abusive clients, overload and the admin listener's access rules, against a real
+//! edge with real TLS (rustls), h2 and HTTP/3 (aioquic) clients.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{EchoServer, Edge, ADMIN_TOKEN};
+use testkit::{reqwest, HttpVersion};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_stream::StreamExt;
+
+/// Far longer than any deadline these tests configure (1 s): a bound, not a speed goal.
+const GIVE_UP: Duration = Duration::from_secs(15);
+
+fn config(echo: &EchoServer, limits: &str, cluster_extra: &str) -> String {
+    format!(
+        r#"
+[limits]
+{limits}
+
+[clusters.echo]
+addresses = ["{echo}"]
+{cluster_extra}
+
+[[routes]]
+id = "catch-all"
+path_prefix = "/"
+upstream = "echo"
+"#,
+        echo = echo.addr
+    )
+}
+
+/// The harness's own readiness probes are connections too: wait until the edge has let
+/// go of them so a cap counts only this test's connections.
+async fn wait_for_no_client_connections(edge: &Edge) {
+    edge.wait_for_metric("no client connection open", |text| {
+        common::metric_sum(text, "edge_client_connections_open", &[]) == 0.0
+    })
+    .await;
+}
+
+async fn tls(
+    edge: &Edge,
+    alpn: &[u8],
+) -> std::io::Result<impl AsyncReadExt + AsyncWriteExt + Unpin> {
+    testkit::tls_connect(&edge.pki.ca_cert_pem, edge.https_port, &[alpn])
+        .await
+        .map_err(std::io::Error::other)
+}
+
+/// Reads until the server closes; returns what it sent.
+async fn read_to_close(stream: &mut (impl AsyncReadExt + Unpin)) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(GIVE_UP, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return String::from_utf8_lossy(&out).into_owned(),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => panic!(
+                "the edge kept the connection open; so far: {}",
+                String::from_utf8_lossy(&out)
+            ),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_header_sent_byte_by_byte_is_cut_off_at_the_header_deadline() {
+    let echo = EchoServer::start().await;
+    let edge = Edge::start(&config(&echo, r#"header_timeout = "1s""#, "")).await;
+    let mut stream = tls(&edge, b"http/1.1").await.expect("tls");
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n")
+        .await
+        .expect("write");
+    // One header byte per 200 ms for up to 8 s: every byte restarts Pingora's per-read
+    // timeout, so only a deadline on the whole header ends this.
+    let mut closed = false;
+    for byte in b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter() {
+        if stream.write_all(&[*byte]).await.is_err() || stream.flush().await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 256];
+        match tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            Ok(Ok(n)) => panic!("unexpected answer: {}", String::from_utf8_lossy(&buf[..n])),
+            Err(_) => {}
+        }
+    }
+    assert!(closed, "a trickled header kept its connection for 8 s");
+    edge.wait_for_metric("header timeout counted", |text| {
+        common::metric_sum(text, "edge_client_timeouts_total", &["phase=\"header\""]) == 1.0
+    })
+    .await;
+
+    // A normal client on a fresh connection is unaffected.
+    let client = edge.client(HttpVersion::Http1);
+    let ok = client.get(edge.url("/")).send().await.expect("get");
+    assert_eq!(ok.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_never_finishes_its_tls_handshake_is_dropped() {
+    let echo = EchoServer::start().await;
+    let edge = Edge::start(&config(&echo, r#"handshake_timeout = "1s""#, "")).await;
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", edge.https_port))
+        .await
+        .expect("connect");
+    // The first bytes of a TLS record header, and then nothing.
+    tcp.write_all(&[0x16, 0x03, 0x01]).await.expect("write");
+    let rest = read_to_close(&mut tcp).await;
+    assert!(rest.is_empty(), "{rest}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_per_ip_cap_connections_are_refused_before_tls() {
+    let echo = EchoServer::start().await;
+    let edge = Edge::start(&config(&echo, "max_connections_per_ip = 2", "")).await;
+    wait_for_no_client_connections(&edge).await;
+    let first = tls(&edge, b"http/1.1").await.expect("first");
+    let _second = tls(&edge, b"http/1.1").await.expect("second");
+    let third = tls(&edge, b"http/1.1").await;
+    assert!(
+        third.is_err(),
+        "a third connection from one address got TLS"
+    );
+    let refused = edge
+        .counter(
+            "edge_connections_limited_total",
+            &["reason=\"refused_per_ip\"", "transport=\"tcp\""],
+        )
+        .await;
+    assert_eq!(refused, 1.0);
+
+    drop(first);
+    testkit::eventually("a closed connection frees its place", GIVE_UP, || async {
+        tls(&edge, b"http/1.1").await.is_ok()
+    })
+    .await
+    .expect("place freed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_global_cap_requests_get_503_with_retry_after_on_h1_and_h2() {
+    let echo = EchoServer::start().await;
+    let edge = Edge::start(&config(&echo, "max_connections = 1", "")).await;
+    wait_for_no_client_connections(&edge).await;
+    let _held = tls(&edge, b"http/1.1").await.expect("held");
+    for version in [HttpVersion::Http1, HttpVersion::Http2] {
+        let response = edge
+            .client(version)
+            .get(edge.url("/"))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 503, "{version:?}");
+        assert_eq!(response.headers()["retry-after"], "1", "{version:?}");
+        if version == HttpVersion::Http1 {
+            assert_eq!(response.headers()["connection"], "close");
+        }
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "overloaded", "{version:?}");
+    }
+    assert_eq!(echo.received.load(std::sync::atomic::Ordering::SeqCst), 0);
+    let shed = edge
+        .counter("edge_connections_limited_total", &["reason=\"shed\""])
+        .await;
+    assert_eq!(shed, 2.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_h1_body_gets_a_408() {
+    let echo = EchoServer::start().await;
+    let edge = Edge::start(&config(&echo, r#"client_read_timeout = "1s""#, "")).await;
+    let mut stream = tls(&edge, b"http/1.1").await.expect("tls");
+    stream
+        .write_all(
+            b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\n\
+              Content-Length: 100\r\n\r\n0123456789",
+        )
+        .await
+        .expect("write");
+    let answer = read_to_close(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"request_timeout\""), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_h2_body_gets_a_408() {
+    let echo = EchoServer::start().await;
+    let edge = Edge::start(&config(&echo, r#"client_read_timeout = "1s""#, "")).await;
+    // One chunk, then a body that never continues nor ends.
+    let chunks = tokio_stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"0123456789"))])
+        .chain(tokio_stream::pending());
+    let response = edge
+        .client(HttpVersion::Http2)
+        .post(edge.url("/upload"))
+        .header("content-type", "text/plain")
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .expect("an answer, not a reset or a hang");
+    assert_eq!(response.status(), 408);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "request_timeout");
+    let counted = edge
+        .counter("edge_client_timeouts_total", &["phase=\"body\""])
+        .await;
+    assert_eq!(counted, 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_h3_body_gets_a_408() {
+    let echo = EchoServer::start().await;
+    let edge = Edge::start_with(
+        common::EdgeOptions::new(config(&echo, r#"client_read_timeout = "1s""#, "")).with_http3(),
+    )
+    .await;
+    let answer = common::aioquic(
+        &edge,
+        Some("stall"),
+        "POST",
+        "/upload",
+        "10",
+        &["content-type:text/plain", "content-length:100"],
+    )
+    .await;
+    assert_eq!(answer["status"], 408, "{answer}");
+    assert!(
+        answer["body"]
+            .as_str()
+            .is_some_and(|b| b.contains("request_timeout")),
+        "{answer}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h3_stream_reset_ends_the_request_without_waiting_for_the_upstream() {
+    let echo = EchoServer::start().await;
+    let edge = Edge::start_with(common::EdgeOptions::new(config(&echo, "", "")).with_http3()).await;
+    // The upstream would answer in 120 s (past the wait below); the client resets after 1 s.
+    let reset = common::aioquic(
+        &edge,
+        Some("reset-after:1"),
+        "GET",
+        "/slow/120000",
+        "0",
+        &[],
+    )
+    .await;
+    assert_eq!(reset["reset"], true);
+    assert_eq!(echo.received.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // The request is over (recorded) while the upstream is still sleeping.
+    edge.wait_for_metric("the reset request recorded", |text| {
+        common::metric_sum(text, "edge_requests_total", &["protocol=\"h3\""]) == 1.0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_a_clusters_concurrency_limit_requests_get_503_at_once() {
+    let echo = EchoServer::start().await;
+    let edge = Edge::start(&config(&echo, "", "max_concurrent_requests = 1")).await;
+    let client = edge.client(HttpVersion::Http2);
+    let slow = tokio::spawn({
+        let client = client.clone();
+        let url = edge.url("/slow/3000");
+        async move { client.get(url).send().await.map(|r| r.status().as_u16()) }
+    });
+    echo.wait_for_requests(1).await;
+    let busy = client.get(edge.url("/")).send().await.expect("busy");
+    assert_eq!(busy.status(), 503);
+    assert_eq!(busy.headers()["retry-after"], "1");
+    let body: serde_json::Value = busy.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "cluster_busy");
+    assert_eq!(echo.received.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(slow.await.expect("join").expect("slow"), 200);
+    // The slot is free again.
+    let after = client.get(edge.url("/")).send().await.expect("after");
+    assert_eq!(after.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_refuses_rebinding_cross_site_and_tokenless_changes() {
+    let echo = EchoServer::start().await;
+    let edge = Edge::start(&config(&echo, "", "")).await;
+    let client = reqwest::Client::new();
+    let reload = edge.admin_url("/config/reload");
+    let send = |request: reqwest::RequestBuilder| async move {
+        let response = request.send().await.expect("admin request");
+        let status = response.status().as_u16();
+        let auth = response.headers().get("www-authenticate").cloned();
+        let body: serde_json::Value = response.json().await.expect("json");
+        (
+            status,
+            body["error"]["code"].as_str().unwrap_or("").to_owned(),
+            auth,
+        )
+    };
+
+    let (status, code, _) = send(
+        client
+            .get(edge.admin_url("/config"))
+            .header("host", "evil.example"),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (403, "host_not_allowed"));
+
+    let good = || {
+        client
+            .post(&reload)
+            .bearer_auth(ADMIN_TOKEN)
+            .header("content-type", "application/json")
+    };
+    let (status, code, _) = send(good().header("origin", "https://evil.example")).await;
+    assert_eq!((status, code.as_str()), (403, "cross_origin_refused"));
+    let (status, code, _) = send(
+        client
+            .post(&reload)
+            .bearer_auth(ADMIN_TOKEN)
+            .header("content-type", "text/plain"),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (415, "json_required"));
+    let (status, code, auth) = send(
+        client
+            .post(&reload)
+            .header("content-type", "application/json"),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (401, "unauthorized"));
+    assert!(auth.is_some(), "401 names the scheme");
+    let (status, code, _) = send(
+        client
+            .post(&reload)
+            .bearer_auth("not-the-token-not-the-token-not-the-token")
+            .header("content-type", "application/json"),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (401, "unauthorized"));
+
+    let applied = good().send().await.expect("reload");
+    assert_eq!(applied.status(), 200);
+}
