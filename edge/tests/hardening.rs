@@ -349,3 +349,53 @@ async fn the_admin_listener_refuses_rebinding_cross_site_and_tokenless_changes()
     let applied = good().send().await.expect("reload");
     assert_eq!(applied.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_and_grpc_routes_naming_one_budget_share_the_quota() {
+    let echo = EchoServer::start().await;
+    let grpc = common::GrpcServer::start().await;
+    let edge = Edge::start(&format!(
+        r#"
+[clusters.echo]
+addresses = ["{echo}"]
+
+[clusters.grpc]
+addresses = ["{grpc}"]
+protocol = "h2c"
+
+[[routes]]
+id = "login-http"
+path_prefix = "/login"
+upstream = "echo"
+plugins.rate_limits = [{{ key = "ip", requests = 1, per = "1h", budget = "login" }}]
+
+[[routes]]
+id = "login-grpc"
+kind = "grpc"
+path_prefix = "/grpc.health.v1.Health/"
+upstream = "grpc"
+plugins.rate_limits = [{{ key = "ip", requests = 1, per = "1h", budget = "login" }}]
+"#,
+        echo = echo.addr,
+        grpc = grpc.addr
+    ))
+    .await;
+    let first = edge
+        .client(HttpVersion::Http2)
+        .post(edge.url("/login"))
+        .send()
+        .await
+        .expect("http");
+    assert_eq!(first.status(), 200);
+
+    let channel = testkit::grpc_tls_channel(edge.https_port, "localhost", &edge.pki.ca_cert_pem)
+        .await
+        .expect("channel");
+    let refused = tonic_health::pb::health_client::HealthClient::new(channel)
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect_err("the HTTP request used the budget's one token");
+    assert_eq!(refused.code(), testkit::tonic::Code::ResourceExhausted);
+}

@@ -112,6 +112,7 @@ fn ratelimit_check(c: &mut Criterion) {
         per: Duration::from_secs(1),
         burst: 0,
         scope: RateLimitScope::Local,
+        budget: None,
     };
     let limiter =
         Arc::new(RuleLimiter::standalone("bench", &rule, 100_000, &metrics()).expect("rule"));
@@ -181,6 +182,7 @@ async fn chain_bench(redis: Option<RedisConfig>) -> ChainBench {
             per: Duration::from_secs(1),
             burst: 0,
             scope: RateLimitScope::Local,
+            budget: None,
         }],
         cors: None,
     };

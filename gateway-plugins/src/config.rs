@@ -327,6 +327,25 @@ pub struct RateLimitRule {
     pub burst: u32,
     #[serde(default = "defaults::scope")]
     pub scope: RateLimitScope,
+    /// Rules naming the same budget share their buckets across routes (e.g. `login` on the
+    /// HTTP route and on the gRPC method, so the two protocols do not each get the quota).
+    /// Every rule of one budget must say the same key, requests, per, burst and scope.
+    #[serde(default)]
+    pub budget: Option<String>,
+}
+
+impl RateLimitRule {
+    /// What must match between rules sharing a budget.
+    pub fn same_quota(&self, other: &RateLimitRule) -> bool {
+        (self.key, self.requests, self.per, self.burst, self.scope)
+            == (
+                other.key,
+                other.requests,
+                other.per,
+                other.burst,
+                other.scope,
+            )
+    }
 }
 
 /// `[routes.plugins.cors]`: an explicit allow-list; no wildcard origin with credentials.
@@ -396,6 +415,19 @@ impl RoutePolicy {
                     message: "`user` needs [routes.plugins.jwt] with mode required or optional"
                         .into(),
                 });
+            }
+            if let Some(budget) = &rule.budget {
+                let valid = !budget.is_empty()
+                    && budget.len() <= 64
+                    && budget
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                if !valid {
+                    issues.push(ConfigIssue {
+                        path: format!("rate_limits[{i}].budget"),
+                        message: "1 to 64 of [A-Za-z0-9_-]".into(),
+                    });
+                }
             }
             if rule.scope == RateLimitScope::Cluster && global.redis.is_none() {
                 issues.push(ConfigIssue {

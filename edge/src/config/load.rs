@@ -356,9 +356,32 @@ fn validate(config: &EdgeConfig, problems: &Problems<'_>) -> Vec<ConfigProblem> 
 
     let mut ids: HashMap<&str, usize> = HashMap::new();
     let mut matches: HashMap<(Vec<String>, &str, RouteKind), usize> = HashMap::new();
+    // A shared rate-limit budget is one quota: every rule naming it must define it alike.
+    let mut budgets: HashMap<&str, (usize, &gateway_plugins::config::RateLimitRule)> =
+        HashMap::new();
     for (i, route) in config.routes.iter().enumerate() {
         let key = root.key("routes").index(i);
         validate_route(config, route, &key, &mut add);
+        for (j, rule) in route.plugins.rate_limits.iter().enumerate() {
+            let Some(budget) = rule.budget.as_deref() else {
+                continue;
+            };
+            match budgets.get(budget) {
+                Some((first, defined)) if !defined.same_quota(rule) => add(
+                    key.key("plugins")
+                        .key("rate_limits")
+                        .index(j)
+                        .key("budget"),
+                    format!(
+                        "budget '{budget}' is defined differently on routes[{first}] (key, requests, per, burst and scope must match)"
+                    ),
+                ),
+                Some(_) => {}
+                None => {
+                    budgets.insert(budget, (i, rule));
+                }
+            }
+        }
         if let Some(previous) = ids.insert(route.id.as_str(), i) {
             add(
                 key.key("id"),
@@ -707,6 +730,46 @@ upstream = "a"
             token.display().to_string()
         );
         load(&text).expect("a token makes a non-loopback admin valid");
+    }
+
+    #[test]
+    fn a_shared_budget_must_be_defined_alike_on_every_route() {
+        let routes = |second: &str| {
+            format!(
+                r#"[clusters.a]
+addresses = ["127.0.0.1:1"]
+
+[[routes]]
+id = "login-http"
+path_prefix = "/login"
+upstream = "a"
+plugins.rate_limits = [{{ key = "ip", requests = 10, per = "1m", budget = "login" }}]
+
+[[routes]]
+id = "login-grpc"
+path_prefix = "/auth.AuthService/Login"
+upstream = "a"
+plugins.rate_limits = [{second}]
+"#
+            )
+        };
+        load(&routes(
+            r#"{ key = "ip", requests = 10, per = "1m", budget = "login" }"#,
+        ))
+        .expect("the same quota twice");
+        let err = load(&routes(
+            r#"{ key = "ip", requests = 20, per = "1m", budget = "login" }"#,
+        ))
+        .expect_err("two quotas under one name");
+        assert_eq!(
+            err.problems[0].key, "routes[1].plugins.rate_limits[0].budget",
+            "{err}"
+        );
+        let err = load(&routes(
+            r#"{ key = "ip", requests = 10, per = "1m", budget = "lo gin" }"#,
+        ))
+        .expect_err("bad name");
+        assert!(err.to_string().contains("budget"), "{err}");
     }
 
     #[test]

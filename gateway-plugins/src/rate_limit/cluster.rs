@@ -183,6 +183,7 @@ mod tests {
             per: Duration::from_secs(60),
             burst: 0,
             scope: RateLimitScope::Cluster,
+            budget: None,
         }
     }
 

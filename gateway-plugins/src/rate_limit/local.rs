@@ -245,6 +245,7 @@ mod tests {
             per,
             burst,
             scope: RateLimitScope::Local,
+            budget: None,
         }
     }
 

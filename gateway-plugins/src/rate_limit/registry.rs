@@ -53,8 +53,12 @@ impl LimiterRegistry {
         let mut occurrences: HashMap<String, usize> = HashMap::new();
         let mut out = Vec::with_capacity(rules.len());
         for (index, rule) in rules.iter().enumerate() {
+            // A shared budget's buckets belong to the budget, not to one route: every route
+            // naming it gets the same limiter (and, cluster scope, the same Redis keys).
+            let budget_owner = rule.budget.as_ref().map(|b| format!("budget:{b}"));
+            let owner = budget_owner.as_deref().unwrap_or(route);
             let base = format!(
-                "{route}\u{0}{:?}\u{0}{}\u{0}{}\u{0}{}\u{0}{:?}",
+                "{owner}\u{0}{:?}\u{0}{}\u{0}{}\u{0}{}\u{0}{:?}",
                 rule.key,
                 rule.requests,
                 rule.per.as_nanos(),
@@ -70,7 +74,7 @@ impl LimiterRegistry {
                 continue;
             }
             let limiter = Arc::new(RuleLimiter::new(
-                route,
+                owner,
                 index,
                 rule,
                 max_keys,
@@ -117,6 +121,7 @@ mod tests {
             per,
             burst,
             scope: RateLimitScope::Local,
+            budget: None,
         }
     }
 
@@ -153,5 +158,35 @@ mod tests {
         drop((first, again, changed, other_route));
         registry.purge();
         assert!(registry.limiters.lock().is_empty());
+    }
+
+    #[test]
+    fn routes_naming_one_budget_share_its_buckets() {
+        let registry = LimiterRegistry::new(
+            &RateLimitGlobalConfig::default(),
+            PolicyMetrics::for_tests(),
+        );
+        let shared = RateLimitRule {
+            budget: Some("login".into()),
+            ..rule(1, Duration::from_secs(60), 0)
+        };
+        let http = registry
+            .limiters_for("login-http", std::slice::from_ref(&shared), MAX_KEYS)
+            .expect("rules");
+        let grpc = registry
+            .limiters_for("login-grpc", std::slice::from_ref(&shared), MAX_KEYS)
+            .expect("rules");
+        assert!(Arc::ptr_eq(&http[0], &grpc[0]));
+        let own = registry
+            .limiters_for(
+                "login-grpc",
+                &[rule(1, Duration::from_secs(60), 0)],
+                MAX_KEYS,
+            )
+            .expect("rules");
+        assert!(
+            !Arc::ptr_eq(&http[0], &own[0]),
+            "without a budget: per route"
+        );
     }
 }

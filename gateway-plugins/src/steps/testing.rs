@@ -101,6 +101,7 @@ pub(crate) fn rule(key: RateLimitKey, requests: u32) -> RateLimitRule {
         per: Duration::from_secs(3600),
         burst: 0,
         scope: RateLimitScope::Local,
+        budget: None,
     }
 }
 
