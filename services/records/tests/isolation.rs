@@ -18,6 +18,7 @@ use testkit::RedisServer;
 
 const RECORDS: usize = 100;
 const DISTINCT_SEARCHES: usize = 40;
+const SMALL_SEARCHES: usize = 100;
 
 async fn info_field(redis: &RedisServer, section: &str, field: &str) -> u64 {
     let mut conn = redis.connection().await.unwrap();
@@ -115,6 +116,8 @@ async fn a_search_cache_flood_leaves_logout_and_its_revocation_working() {
         )
         .await;
     }
+    // Big answers first, then many small ones (no hits) that fill what room is left, a few
+    // at a time as a client with several connections would.
     for n in 0..DISTINCT_SEARCHES {
         let (status, body) = call(
             &records,
@@ -128,10 +131,55 @@ async fn a_search_cache_flood_leaves_logout_and_its_revocation_working() {
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["hits"].as_array().unwrap().len(), RECORDS);
     }
+    // Then every smaller page size, then answers with no hits: what room is left fills up too.
+    for limit in (1..RECORDS).rev() {
+        let (status, body) = call(
+            &records,
+            &h.key,
+            &user,
+            Method::GET,
+            &format!("/records/search?q=floodartist&limit={limit}"),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, body["hits"].as_array().map(Vec::len)),
+            (200, Some(limit))
+        );
+    }
+    for n in 0..SMALL_SEARCHES {
+        let path = format!("/records/search?q=qqzx{n}v");
+        let (status, body) = call(&records, &h.key, &user, Method::GET, &path, None).await;
+        assert_eq!(
+            (status, body["hits"].as_array().map(Vec::len)),
+            (200, Some(0))
+        );
+    }
+    // Logout writes the revocation into the shared Redis.
+    let mut shared_conn = shared.connection().await.unwrap();
+    let logout = client
+        .post(auth.url("/logout"))
+        .headers(user.headers(&h.key))
+        .send()
+        .await
+        .unwrap();
+    let status = logout.status();
+    let body = logout.text().await.unwrap();
+    let used = info_field(&shared, "memory", "used_memory").await;
+    assert_eq!(
+        status, 204,
+        "logout after the flood (shared Redis: {used} of 2 MiB used): {body}"
+    );
+    let revoked: Option<String> = redis::cmd("GET")
+        .arg(format!("{}revoked:{}", h.namespace, user.identity.jti))
+        .query_async(&mut shared_conn)
+        .await
+        .unwrap();
+    assert_eq!(revoked.as_deref(), Some("1"), "revocation written");
+
     // The flood was larger than a 2 MB Redis holds: the cache Redis had to evict.
     let evicted = info_field(&cache, "stats", "evicted_keys").await;
     assert!(evicted > 0, "the flood never filled the cache Redis");
-    let mut shared_conn = shared.connection().await.unwrap();
     let cached_in_shared: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{}records:*", h.namespace))
         .query_async(&mut shared_conn)
@@ -142,23 +190,6 @@ async fn a_search_cache_flood_leaves_logout_and_its_revocation_working() {
         "cache entries in the shared Redis: {} keys",
         cached_in_shared.len()
     );
-
-    // Logout writes the revocation into the shared Redis.
-    let logout = client
-        .post(auth.url("/logout"))
-        .headers(user.headers(&h.key))
-        .send()
-        .await
-        .unwrap();
-    let status = logout.status();
-    let body = logout.text().await.unwrap();
-    assert_eq!(status, 204, "logout after the flood: {body}");
-    let revoked: Option<String> = redis::cmd("GET")
-        .arg(format!("{}revoked:{}", h.namespace, user.identity.jti))
-        .query_async(&mut shared_conn)
-        .await
-        .unwrap();
-    assert_eq!(revoked.as_deref(), Some("1"), "revocation written");
 
     // And the cache still serves.
     let (status, body) = call(
