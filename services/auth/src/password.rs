@@ -313,21 +313,31 @@ mod tests {
             .expect("verify"));
     }
 
-    #[tokio::test]
-    async fn beyond_running_and_queued_slots_a_hash_is_refused_at_once() {
+    /// A hasher with one slot to run and one to wait, both taken the way two in-flight
+    /// requests would: the running one (held by the caller) and a queued task.
+    async fn one_running_one_queued() -> (
+        Arc<PasswordHasher>,
+        Slot,
+        tokio::task::JoinHandle<Result<(), PasswordError>>,
+    ) {
         let args = Argon2Args {
             max_concurrent: 1,
             max_queued: 1,
             ..cheap()
         };
         let hasher = hasher(&args);
-        // Hold both slots the way two in-flight requests would.
-        let first = hasher.take_slot(Operation::Login).await.expect("runs");
+        let running = hasher.take_slot(Operation::Login).await.expect("runs");
         let queued = {
             let hasher = Arc::clone(&hasher);
             tokio::spawn(async move { hasher.take_slot(Operation::Login).await.map(drop) })
         };
         yield_until(|| hasher.in_progress.get() == 2).await;
+        (hasher, running, queued)
+    }
+
+    #[tokio::test]
+    async fn beyond_running_and_queued_slots_a_hash_is_refused_at_once() {
+        let (hasher, first, queued) = one_running_one_queued().await;
         let refused = hasher.verify("pw".into(), None).await;
         assert!(matches!(refused, Err(PasswordError::Busy)), "{refused:?}");
         let refused = hasher.hash("pw".into()).await;
@@ -348,18 +358,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_caller_that_gives_up_while_queued_frees_its_place() {
-        let args = Argon2Args {
-            max_concurrent: 1,
-            max_queued: 1,
-            ..cheap()
-        };
-        let hasher = hasher(&args);
-        let first = hasher.take_slot(Operation::Login).await.expect("runs");
-        let waiting = {
-            let hasher = Arc::clone(&hasher);
-            tokio::spawn(async move { hasher.take_slot(Operation::Login).await.map(drop) })
-        };
-        yield_until(|| hasher.in_progress.get() == 2).await;
+        let (hasher, first, waiting) = one_running_one_queued().await;
         waiting.abort();
         let _ = waiting.await;
         assert_eq!(hasher.in_progress.get(), 1, "only the running hash is left");

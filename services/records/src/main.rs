@@ -248,65 +248,42 @@ mod tests {
         assert_eq!(args.cache.cache_max_entry_kib, 64);
     }
 
+    /// `serve` with the required flags plus `extra`.
+    fn serve_args(extra: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let mut args = vec![
+            "records",
+            "--database-url",
+            "postgres://x@h/db",
+            "--identity-key-file",
+            "k",
+        ];
+        args.extend_from_slice(extra);
+        match parse(&args)?.command {
+            Command::Serve(args) => Ok(*args),
+            Command::Migrate(_) => panic!("expected serve"),
+        }
+    }
+
     // A runtime: the Redis handle's connection manager is created inside one.
     #[tokio::test]
     async fn without_a_cache_url_the_cache_is_off_never_the_shared_redis() {
-        let cli = parse(&[
-            "records",
-            "--database-url",
-            "postgres://x@h/db",
-            "--identity-key-file",
-            "k",
-        ])
-        .expect("parse");
-        let Command::Serve(args) = cli.command else {
-            panic!("expected serve");
-        };
         if std::env::var_os("RECORDS_CACHE_REDIS_URL").is_none() {
+            let args = serve_args(&[]).expect("parse");
             let settings = args.cache.settings(&args.shared).expect("settings");
             assert!(settings.redis.is_none(), "no cache URL means no cache");
         }
-        let cli = parse(&[
-            "records",
-            "--database-url",
-            "postgres://x@h/db",
-            "--identity-key-file",
-            "k",
+        let args = serve_args(&[
             "--cache-redis-url",
             "redis://127.0.0.1:56380",
             "--cache-max-entry-kib",
             "8",
         ])
         .expect("parse");
-        let Command::Serve(args) = cli.command else {
-            panic!("expected serve");
-        };
         let settings = args.cache.settings(&args.shared).expect("settings");
         assert!(settings.redis.is_some());
         assert_eq!(settings.max_entry_bytes, 8 * 1024);
-        assert!(parse(&[
-            "records",
-            "--database-url",
-            "postgres://x@h/db",
-            "--identity-key-file",
-            "k",
-            "--cache-max-entry-kib",
-            "0",
-        ])
-        .is_err());
-        let cli = parse(&[
-            "records",
-            "--database-url",
-            "postgres://x@h/db",
-            "--identity-key-file",
-            "k",
-            "--cache-redis-url",
-            "http://not-redis",
-        ])
-        .expect("parse");
-        let Command::Serve(args) = cli.command else {
-            panic!("expected serve");
-        };
+        assert!(serve_args(&["--cache-max-entry-kib", "0"]).is_err());
+        let args = serve_args(&["--cache-redis-url", "http://not-redis"]).expect("parse");
         let err = args.cache.settings(&args.shared).expect_err("bad URL");
         assert!(err.to_string().contains("RECORDS_CACHE_REDIS_URL"), "{err}");
     }

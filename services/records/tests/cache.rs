@@ -6,8 +6,7 @@
 
 mod common;
 
-use common::{call, create, Harness, User};
-use reqwest::Method;
+use common::{create, get, Harness, User};
 use serde_json::{json, Value};
 
 const SEARCH_HITS: &str =
@@ -52,7 +51,7 @@ async fn searches_share_one_entry_whatever_the_limit_and_get_their_prefix() {
         let path = format!("/records/search?q=autechre{limit}");
         let (svc, key, alice) = (&svc, &h.key, &alice);
         async move {
-            let (status, body) = call(svc, key, alice, Method::GET, &path, None).await;
+            let (status, body) = get(svc, key, alice, &path).await;
             assert_eq!(status, 200, "{body}");
             names(&body)
         }
@@ -99,15 +98,7 @@ async fn answers_over_the_entry_size_cap_are_served_but_not_cached() {
     }
     let too_large = "cache_writes_total{cache=\"search\",result=\"too_large\",service=\"records\"}";
     for _ in 0..2 {
-        let (status, body) = call(
-            &svc,
-            &h.key,
-            &alice,
-            Method::GET,
-            "/records/search?q=boards",
-            None,
-        )
-        .await;
+        let (status, body) = get(&svc, &h.key, &alice, "/records/search?q=boards").await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(names(&body).len(), 3, "served in full");
     }
@@ -125,7 +116,7 @@ async fn answers_over_the_entry_size_cap_are_served_but_not_cached() {
     // A small answer under the same cap is cached as before.
     let stats_hits = "cache_requests_total{cache=\"stats\",result=\"hit\",service=\"records\"}";
     for _ in 0..2 {
-        let (status, stats) = call(&svc, &h.key, &alice, Method::GET, "/records/stats", None).await;
+        let (status, stats) = get(&svc, &h.key, &alice, "/records/stats").await;
         assert_eq!((status, stats["totalRecords"].as_i64()), (200, Some(3)));
     }
     assert_eq!(
@@ -150,17 +141,9 @@ async fn without_a_cache_redis_nothing_is_cached_and_the_shared_redis_is_untouch
     )
     .await;
     for _ in 0..2 {
-        let (status, body) = call(
-            &svc,
-            &h.key,
-            &alice,
-            Method::GET,
-            "/records/search?q=aphex",
-            None,
-        )
-        .await;
+        let (status, body) = get(&svc, &h.key, &alice, "/records/search?q=aphex").await;
         assert_eq!((status, names(&body)), (200, vec!["Syro".to_string()]));
-        let (status, _) = call(&svc, &h.key, &alice, Method::GET, "/records/stats", None).await;
+        let (status, _) = get(&svc, &h.key, &alice, "/records/stats").await;
         assert_eq!(status, 200);
     }
     let written = keys(&h.redis_url, &format!("{}*", h.namespace)).await;
@@ -169,14 +152,7 @@ async fn without_a_cache_redis_nothing_is_cached_and_the_shared_redis_is_untouch
         "the shared Redis got cache entries: {written:?}"
     );
     assert_eq!(svc.metric(SEARCH_HITS).await, 0.0);
-    let (status, ready) = common::read(
-        common::client()
-            .get(svc.url("/readyz"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, ready) = svc.readyz().await;
     assert_eq!(status, 200, "{ready}");
     assert_eq!(ready["checks"]["cache"], "disabled", "{ready}");
 }

@@ -10,9 +10,8 @@
 mod common;
 
 use base64::Engine;
-use common::{call, create, Harness, User};
+use common::{create, get, Harness, User};
 use identity_assertion::Identity;
-use reqwest::Method;
 use serde_json::{json, Value};
 use testkit::RedisServer;
 
@@ -119,13 +118,11 @@ async fn a_search_cache_flood_leaves_logout_and_its_revocation_working() {
     // Big answers first, then many small ones (no hits) that fill what room is left, a few
     // at a time as a client with several connections would.
     for n in 0..DISTINCT_SEARCHES {
-        let (status, body) = call(
+        let (status, body) = get(
             &records,
             &h.key,
             &user,
-            Method::GET,
             &format!("/records/search?q=floodartist%20{n}&limit=100"),
-            None,
         )
         .await;
         assert_eq!(status, 200, "{body}");
@@ -133,13 +130,11 @@ async fn a_search_cache_flood_leaves_logout_and_its_revocation_working() {
     }
     // Then every smaller page size, then answers with no hits: what room is left fills up too.
     for limit in (1..RECORDS).rev() {
-        let (status, body) = call(
+        let (status, body) = get(
             &records,
             &h.key,
             &user,
-            Method::GET,
             &format!("/records/search?q=floodartist&limit={limit}"),
-            None,
         )
         .await;
         assert_eq!(
@@ -149,7 +144,7 @@ async fn a_search_cache_flood_leaves_logout_and_its_revocation_working() {
     }
     for n in 0..SMALL_SEARCHES {
         let path = format!("/records/search?q=qqzx{n}v");
-        let (status, body) = call(&records, &h.key, &user, Method::GET, &path, None).await;
+        let (status, body) = get(&records, &h.key, &user, &path).await;
         assert_eq!(
             (status, body["hits"].as_array().map(Vec::len)),
             (200, Some(0))
@@ -192,13 +187,11 @@ async fn a_search_cache_flood_leaves_logout_and_its_revocation_working() {
     );
 
     // And the cache still serves.
-    let (status, body) = call(
+    let (status, body) = get(
         &records,
         &h.key,
         &user,
-        Method::GET,
         "/records/search?q=floodartist&limit=3",
-        None,
     )
     .await;
     assert_eq!(

@@ -132,14 +132,7 @@ async fn with_the_cache_redis_down_search_answers_from_postgres_stays_ready_and_
     assert_eq!((status, body["hits"].as_array().unwrap().len()), (200, 2));
     let (status, stats) = call(&svc, &h.key, &alice, Method::GET, "/records/stats", None).await;
     assert_eq!((status, stats["totalRecords"].as_i64()), (200, Some(2)));
-    let (status, ready) = common::read(
-        common::client()
-            .get(svc.url("/readyz"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (status, ready) = svc.readyz().await;
     // The cache is optional: the replica answers from PostgreSQL, so it stays in rotation.
     assert_eq!(status, 200, "{ready}");
     assert_ne!(ready["checks"]["cache"], "ok", "{ready}");
@@ -154,14 +147,7 @@ async fn with_the_cache_redis_down_search_answers_from_postgres_stays_ready_and_
     testkit::eventually(
         "readyz reports the cache ok after it returns",
         Duration::from_secs(30),
-        || async {
-            let response = common::client()
-                .get(svc.url("/readyz"))
-                .send()
-                .await
-                .unwrap();
-            common::read(response).await.1["checks"]["cache"] == "ok"
-        },
+        || async { svc.readyz().await.1["checks"]["cache"] == "ok" },
     )
     .await
     .unwrap();

@@ -118,6 +118,11 @@ impl Running {
     pub async fn metric(&self, series: &str) -> f64 {
         self.0.metric(series).await.expect("metrics")
     }
+
+    /// Status and body of `/readyz`.
+    pub async fn readyz(&self) -> (u16, Value) {
+        read(client().get(self.url("/readyz")).send().await.unwrap()).await
+    }
 }
 
 /// A caller as the edge would assert it.
@@ -184,6 +189,11 @@ pub async fn call(
     }
     let response = request.send().await.expect("request");
     read(response).await
+}
+
+/// A GET of `path` as `user`.
+pub async fn get(running: &Running, key: &IdentityKey, user: &User, path: &str) -> (u16, Value) {
+    call(running, key, user, reqwest::Method::GET, path, None).await
 }
 
 pub async fn read(response: reqwest::Response) -> (u16, Value) {
