@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Our own PostgreSQL (127.0.0.1:55432, data in .dev/pg) and Redis (127.0.0.1:56379, data in
-# .dev/redis), shared by `make up` and `make test`. Usage: datastores.sh up|down|status|psql
+# Our own PostgreSQL (127.0.0.1:55432, data in .dev/pg), Redis (127.0.0.1:56379, data in
+# .dev/redis) and the cache Redis for records' search cache (127.0.0.1:56380, .dev/redis-cache),
+# shared by `make up` and `make test`. Usage: datastores.sh up|down|status|psql
 source "$(dirname "$0")/lib.sh"
 
 PG_DB="${RECORD_PG_DB:-record_platform}"
@@ -99,45 +100,65 @@ pg_down() {
   fi
 }
 
-redis_up() {
-  step "Redis: server in .dev/redis" "$LOGS/redis.log"
-  mkdir -p "$DEV/redis"
-  if pid_alive "$RUN/redis.pid"; then
-    echo "    Redis already running on 127.0.0.1:$REDIS_PORT"
+# redis_server_up NAME PORT PORT_VAR DIR -- ARGS...: start one of our redis-servers (idempotent),
+# or use a Redis already answering on PORT. Data in .dev/DIR, .dev/run/DIR.pid, .dev/logs/DIR.log.
+redis_server_up() {
+  local name="$1" port="$2" port_var="$3" dir="$4"
+  shift 5
+  step "$name: server in .dev/$dir" "$LOGS/$dir.log"
+  mkdir -p "$DEV/$dir"
+  if pid_alive "$RUN/$dir.pid"; then
+    echo "    $name already running on 127.0.0.1:$port"
     return
   fi
-  if (exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT") 2>/dev/null; then
-    if [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null || true)" = PONG ]; then
-      echo "    using the Redis already running on 127.0.0.1:$REDIS_PORT"
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    if [ "$(redis-cli -p "$port" ping 2>/dev/null || true)" = PONG ]; then
+      echo "    using the Redis already running on 127.0.0.1:$port"
       return
     fi
-    die "port $REDIS_PORT is taken by something that is not Redis; stop it or set RECORD_REDIS_PORT"
+    die "port $port is taken by something that is not Redis; stop it or set $port_var"
   fi
-  # appendonly: revocations written by logout must survive a Redis restart.
-  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$DEV/redis" --daemonize yes \
-    --pidfile "$RUN/redis.pid" --logfile "$LOGS/redis.log" --appendonly yes --save "" >/dev/null
+  redis-server --port "$port" --bind 127.0.0.1 --dir "$DEV/$dir" --daemonize yes \
+    --pidfile "$RUN/$dir.pid" --logfile "$LOGS/$dir.log" "$@" >/dev/null
   local i=0
-  until [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null || true)" = PONG ]; do
+  until [ "$(redis-cli -p "$port" ping 2>/dev/null || true)" = PONG ]; do
     i=$((i + 1))
-    [ "$i" -lt 150 ] || { echo "Redis did not answer PING" >&2; false; }
+    [ "$i" -lt 150 ] || { echo "$name did not answer PING" >&2; false; }
     sleep 0.2
   done
-  echo "    Redis started on 127.0.0.1:$REDIS_PORT"
+  echo "    $name started on 127.0.0.1:$port"
 }
 
-redis_down() {
-  if pid_alive "$RUN/redis.pid"; then
-    redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || kill "$(cat "$RUN/redis.pid")"
+# redis_server_down NAME PORT DIR
+redis_server_down() {
+  local name="$1" port="$2" dir="$3"
+  if pid_alive "$RUN/$dir.pid"; then
+    redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || kill "$(cat "$RUN/$dir.pid")"
     local i=0
-    while pid_alive "$RUN/redis.pid" && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-    echo "    Redis stopped"
+    while pid_alive "$RUN/$dir.pid" && [ "$i" -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+    echo "    $name stopped"
   fi
-  rm -f "$RUN/redis.pid"
+  rm -f "$RUN/$dir.pid"
 }
+
+redis_up() {
+  # appendonly: revocations written by logout must survive a Redis restart. noeviction (the
+  # default): evicting a revocation would let a logged-out token through again.
+  redis_server_up Redis "$REDIS_PORT" RECORD_REDIS_PORT redis -- --appendonly yes --save ""
+}
+
+redis_cache_up() {
+  # A cache: bounded, least-recently-used entries evicted, nothing persisted.
+  redis_server_up "cache Redis" "$REDIS_CACHE_PORT" RECORD_REDIS_CACHE_PORT redis-cache -- \
+    --maxmemory 64mb --maxmemory-policy allkeys-lru --appendonly no --save ""
+}
+
+redis_down() { redis_server_down Redis "$REDIS_PORT" redis; }
+redis_cache_down() { redis_server_down "cache Redis" "$REDIS_CACHE_PORT" redis-cache; }
 
 case "${1:-}" in
-  up) pg_up; redis_up ;;
-  down) redis_down; pg_down ;;
+  up) pg_up; redis_up; redis_cache_up ;;
+  down) redis_cache_down; redis_down; pg_down ;;
   status)
     bin=$(pg_bindir)
     if [ -e "$DEV/pg" ] && as_pg "$bin/pg_ctl" -D "$(readlink -f "$DEV/pg")/data" status >/dev/null 2>&1; then
@@ -146,6 +167,11 @@ case "${1:-}" in
       echo "PostgreSQL: stopped"
     fi
     if pid_alive "$RUN/redis.pid"; then echo "Redis: running on 127.0.0.1:$REDIS_PORT"; else echo "Redis: stopped"; fi
+    if pid_alive "$RUN/redis-cache.pid"; then
+      echo "cache Redis: running on 127.0.0.1:$REDIS_CACHE_PORT"
+    else
+      echo "cache Redis: stopped"
+    fi
     ;;
   psql)
     shift

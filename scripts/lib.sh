@@ -16,6 +16,8 @@ export PATH
 
 PG_PORT="${RECORD_PG_PORT:-55432}"
 REDIS_PORT="${RECORD_REDIS_PORT:-56379}"
+# records' search cache: a Redis of its own (allkeys-lru), so it can never fill the one above.
+REDIS_CACHE_PORT="${RECORD_REDIS_CACHE_PORT:-56380}"
 
 CURRENT_STEP="(none)"
 CURRENT_LOG=""

@@ -54,8 +54,10 @@ start_service() {
     fi
   fi
   step "start $name" "$log"
+  # RECORDS_CACHE_REDIS_URL: records' search cache in the cache Redis (only records reads it).
   # shellcheck disable=SC2046
   DATABASE_URL="$(database_url)" REDIS_URL="redis://127.0.0.1:${REDIS_PORT}" \
+    RECORDS_CACHE_REDIS_URL="redis://127.0.0.1:${REDIS_CACHE_PORT}" \
     IDENTITY_KEY_FILE="$SECRETS/identity.key" \
     setsid nohup "$bin" $(service_args "$name") >> "$log" 2>&1 < /dev/null &
   echo $! > "$pidfile"
@@ -102,7 +104,7 @@ up() {
   ensure_secret admin-token
   mkdir -p "$DEV/keys" && chmod 700 "$DEV/keys"
 
-  step "PostgreSQL and Redis" "$LOGS/datastores.log"
+  step "PostgreSQL, Redis and the cache Redis" "$LOGS/datastores.log"
   "$ROOT/scripts/datastores.sh" up > "$LOGS/datastores.log" 2>&1
 
   for svc in auth records; do
@@ -124,6 +126,7 @@ Record Platform is up ($(( $(date +%s) - started ))s). Logs: .dev/logs/   Stop: 
   auth                           http://127.0.0.1:4001       gRPC 127.0.0.1:50051
   records                        http://127.0.0.1:4002       gRPC 127.0.0.1:50052
   PostgreSQL / Redis             127.0.0.1:${PG_PORT} / 127.0.0.1:${REDIS_PORT}
+  cache Redis (records search)   127.0.0.1:${REDIS_CACHE_PORT}   (64 MB, allkeys-lru)
   dev CA (trust it in clients)   .dev/certs/ca.crt
 
 Try it:
@@ -145,7 +148,7 @@ EOF
 down() {
   step "stop services"
   for ((i = ${#SERVICES[@]} - 1; i >= 0; i--)); do stop_service "${SERVICES[$i]}"; done
-  step "stop PostgreSQL and Redis"
+  step "stop PostgreSQL and both Redis servers"
   "$ROOT/scripts/datastores.sh" down
 }
 

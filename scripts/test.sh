@@ -16,7 +16,7 @@ if [ "${1:-}" = "lint" ]; then
   exit 0
 fi
 
-step "start PostgreSQL and Redis" "$LOGS/datastores.log"
+step "start PostgreSQL, Redis and the cache Redis" "$LOGS/datastores.log"
 "$ROOT/scripts/datastores.sh" up > "$LOGS/datastores.log" 2>&1
 
 # Clippy runs as the compiler of the workspace's own crates while they are built for the

@@ -588,6 +588,8 @@ def check_network_policies(r: Render) -> None:
         "auth": {"edge"}, "records": {"edge"},
         "postgres": {"auth", "records", "migrations", "postgres-backup"},
         "redis": {"edge", "auth", "records"},
+        # records' search cache: nobody else may fill (or read) it.
+        "redis-cache": {"records"},
     }
     for target, expected in expectations.items():
         got = allowed_from(target)
@@ -653,19 +655,38 @@ def check_datastores(r: Render) -> None:
         if not re.search(rf"CREATE EXTENSION IF NOT EXISTS {ext}\b", init_sql):
             problem(r.where(pg), f"the initdb scripts do not create extension {ext}")
 
-    redis = r.get("StatefulSet", "redis")
-    if redis:
-        rc = next(c for c in pod_spec(redis)["containers"] if c["name"] == "redis")
-        rcm = r.get("ConfigMap", volume(pod_spec(redis), "config")["configMap"]["name"])
-        rconf = parse_conf(rcm["data"].get("memory.conf", "") + "\n" + rcm["data"].get("redis.conf", ""), sep=" ")
-        mm = rconf.get("maxmemory", "")
-        m = re.fullmatch(r"(\d+)(mb|gb)", mm.lower())
-        if not m:
-            problem(r.where(rcm), f"redis maxmemory {mm!r} is not set in mb/gb")
-        else:
-            ratio = int(m.group(1)) * (2**20 if m.group(2) == "mb" else 2**30) / parse_quantity(rc["resources"]["limits"]["memory"])
-            if not 0.5 <= ratio <= 0.8:
-                problem(r.where(rcm), f"redis maxmemory {mm} is {ratio:.0%} of the container limit (want 50-80%)")
+    # The main Redis holds revocations: noeviction. The cache Redis: allkeys-lru, no persistence,
+    # and records points its cache there (never at the main one).
+    check_redis(r, "StatefulSet", "redis", policy="noeviction")
+    if check_redis(r, "Deployment", "redis-cache", policy="allkeys-lru", persistent=False):
+        rec = r.get("Deployment", "records")
+        env = {e["name"]: e.get("value") for e in (pod_spec(rec)["containers"][0].get("env") or [])} if rec else {}
+        url = env.get("RECORDS_CACHE_REDIS_URL") or ""
+        if urlparse(url).hostname != "redis-cache":
+            problem(r.where(rec) if rec else r.label, f"records RECORDS_CACHE_REDIS_URL {url!r} must name the redis-cache Service")
+
+
+def check_redis(r: Render, kind: str, name: str, policy: str, persistent: bool | None = None) -> bool:
+    """maxmemory 50-80% of the container limit and the eviction policy; False when absent."""
+    redis = r.get(kind, name)
+    if not redis:
+        return False
+    rc = next(c for c in pod_spec(redis)["containers"] if c["name"] == "redis")
+    rcm = r.get("ConfigMap", volume(pod_spec(redis), "config")["configMap"]["name"])
+    rconf = parse_conf(rcm["data"].get("memory.conf", "") + "\n" + rcm["data"].get("redis.conf", ""), sep=" ")
+    mm = rconf.get("maxmemory", "")
+    m = re.fullmatch(r"(\d+)(mb|gb)", mm.lower())
+    if not m:
+        problem(r.where(rcm), f"{name} maxmemory {mm!r} is not set in mb/gb")
+    else:
+        ratio = int(m.group(1)) * (2**20 if m.group(2) == "mb" else 2**30) / parse_quantity(rc["resources"]["limits"]["memory"])
+        if not 0.5 <= ratio <= 0.8:
+            problem(r.where(rcm), f"{name} maxmemory {mm} is {ratio:.0%} of the container limit (want 50-80%)")
+    if rconf.get("maxmemory-policy") != policy:
+        problem(r.where(rcm), f"{name} maxmemory-policy is {rconf.get('maxmemory-policy')!r}, want {policy}")
+    if persistent is False and (rconf.get("appendonly") != "no" or rconf.get("save", "").strip('"') != ""):
+        problem(r.where(rcm), f"{name} is a cache: appendonly no and save \"\" (nothing persisted)")
+    return True
 
 
 def problems_in(where: str) -> bool:

@@ -26,6 +26,8 @@ pub const SHARED_PG_HOST: &str = "127.0.0.1";
 pub const SHARED_PG_PORT: u16 = 55432;
 /// Default URL of the shared test/dev Redis.
 pub const SHARED_REDIS_URL: &str = "redis://127.0.0.1:56379";
+/// Default URL of the shared test/dev cache Redis (records' search cache, `allkeys-lru`).
+pub const SHARED_CACHE_REDIS_URL: &str = "redis://127.0.0.1:56380";
 
 /// The workspace root (the directory holding the top-level `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {
@@ -412,23 +414,43 @@ pub fn shared_redis_url() -> String {
     std::env::var("RECORD_REDIS_URL").unwrap_or_else(|_| SHARED_REDIS_URL.to_string())
 }
 
-/// A private `redis-server` on a free port, for tests that stop and restart Redis.
+/// URL of the shared cache Redis (`$RECORD_CACHE_REDIS_URL` or redis://127.0.0.1:56380).
+pub fn shared_cache_redis_url() -> String {
+    std::env::var("RECORD_CACHE_REDIS_URL").unwrap_or_else(|_| SHARED_CACHE_REDIS_URL.to_string())
+}
+
+/// A private `redis-server` on a free port, for tests that stop and restart Redis or need
+/// settings of their own (a memory cap, an eviction policy).
 pub struct RedisServer {
     pub port: u16,
     dir: TempDir,
+    extra_args: Vec<String>,
     process: Option<ChildProcess>,
 }
 
 impl RedisServer {
     pub async fn start() -> Result<Self> {
+        Self::start_with(&[]).await
+    }
+
+    /// Started with `extra_args` after the defaults (no persistence), e.g.
+    /// `["--maxmemory", "2mb", "--maxmemory-policy", "noeviction"]`; kept across restarts.
+    pub async fn start_with(extra_args: &[&str]) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut server = Self {
             port: free_tcp_port(),
             dir,
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             process: None,
         };
         server.restart().await?;
         Ok(server)
+    }
+
+    /// A client connection, for tests that look at what was written.
+    pub async fn connection(&self) -> Result<redis::aio::MultiplexedConnection> {
+        let client = redis::Client::open(self.url())?;
+        Ok(client.get_multiplexed_async_connection().await?)
     }
 
     pub fn url(&self) -> String {
@@ -451,24 +473,21 @@ impl RedisServer {
         let port = self.port.to_string();
         let dir = self.dir.path().display().to_string();
         let log = self.dir.path().join("redis.log");
-        let process = ChildProcess::spawn_logging_to(
-            "redis-server",
-            &redis_server,
-            &[
-                "--port",
-                &port,
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                &dir,
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            &[],
-            &log,
-        )?;
+        let mut args = vec![
+            "--port",
+            &port,
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            &dir,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ];
+        args.extend(self.extra_args.iter().map(String::as_str));
+        let process =
+            ChildProcess::spawn_logging_to("redis-server", &redis_server, &args, &[], &log)?;
         self.process = Some(process);
         let client = redis::Client::open(self.url())?;
         let deadline = Instant::now() + Duration::from_secs(10);

@@ -14,7 +14,8 @@ use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
 use crate::keys::KeySet;
-use crate::password::PasswordHasher;
+use crate::login_throttle::LoginThrottle;
+use crate::password::{PasswordError, PasswordHasher};
 use crate::validate;
 
 /// Token settings (`iss`, `aud`, lifetime).
@@ -54,6 +55,7 @@ pub struct Accounts {
     pool: Pool,
     redis: RedisHandle,
     hasher: Arc<PasswordHasher>,
+    throttle: LoginThrottle,
     keys: ArcSwap<KeySet>,
     policy: TokenPolicy,
 }
@@ -63,6 +65,7 @@ impl Accounts {
         pool: Pool,
         redis: RedisHandle,
         hasher: Arc<PasswordHasher>,
+        throttle: LoginThrottle,
         keys: KeySet,
         policy: TokenPolicy,
     ) -> Self {
@@ -70,6 +73,7 @@ impl Accounts {
             pool,
             redis,
             hasher,
+            throttle,
             keys: ArcSwap::from_pointee(keys),
             policy,
         }
@@ -86,10 +90,11 @@ impl Accounts {
     pub async fn register(&self, email: &str, password: &str) -> ApiResult<User> {
         let email = validate::email(email)?;
         validate::new_password(password)?;
-        let hash = self.hasher.hash(password.to_string()).await.map_err(|e| {
-            tracing::error!(error = %e, "hashing failed");
-            ApiError::internal("could not store the password")
-        })?;
+        let hash = self
+            .hasher
+            .hash(password.to_string())
+            .await
+            .map_err(|e| hashing_failed(&e, "could not store the password"))?;
         let id = Uuid::now_v7();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -123,7 +128,8 @@ impl Accounts {
         })
     }
 
-    /// Wrong password and unknown email both answer the same 401 after the same work.
+    /// Wrong password and unknown email both answer the same 401 after the same work, and
+    /// both count toward the email's failed-login throttle (429 once it is in back-off).
     pub async fn login(&self, email: &str, password: &str) -> ApiResult<IssuedToken> {
         let email = email.trim();
         if email.is_empty() {
@@ -141,6 +147,8 @@ impl Accounts {
             ));
         }
         validate::login_password(password)?;
+        // Before any lookup or hashing: a throttled attempt costs nothing and reveals nothing.
+        self.throttle.check(email).await?;
         let client = self.pool.get().await?;
         let row = client
             .query_opt(
@@ -161,19 +169,18 @@ impl Accounts {
             .hasher
             .verify(password.to_string(), stored)
             .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "password verification failed to run");
-                ApiError::internal("could not verify the password")
-            })?;
-        let Some((user_id, email)) = user.filter(|_| matches) else {
+            .map_err(|e| hashing_failed(&e, "could not verify the password"))?;
+        let Some((user_id, user_email)) = user.filter(|_| matches) else {
             tracing::info!("login refused");
+            self.throttle.record_failure(email).await;
             return Err(ApiError::new(
                 service_common::error::ErrorKind::Unauthenticated,
                 "invalid_credentials",
                 "invalid email or password",
             ));
         };
-        self.issue(user_id, &email).await
+        self.throttle.record_success(email).await;
+        self.issue(user_id, &user_email).await
     }
 
     async fn issue(&self, user_id: Uuid, email: &str) -> ApiResult<IssuedToken> {
@@ -343,6 +350,22 @@ impl Accounts {
                 &[],
             )
             .await?)
+    }
+}
+
+/// Saturation is the client's cue to come back shortly (503 + Retry-After); anything else
+/// is our fault.
+fn hashing_failed(err: &PasswordError, internal_message: &'static str) -> ApiError {
+    match err {
+        PasswordError::Busy => ApiError::unavailable(
+            "overloaded",
+            "too many logins and registrations are in progress; retry shortly",
+        )
+        .with_retry_after(1),
+        other => {
+            tracing::error!(error = %other, "password hashing failed to run");
+            ApiError::internal(internal_message)
+        }
     }
 }
 

@@ -7,6 +7,7 @@ mod accounts;
 mod grpc;
 mod http;
 mod keys;
+mod login_throttle;
 mod password;
 mod validate;
 
@@ -25,6 +26,7 @@ use service_common::server::{shutdown_signal, ServiceBase, ServiceSpec};
 
 use crate::accounts::{Accounts, TokenPolicy};
 use crate::keys::{KeyAlg, KeySet};
+use crate::login_throttle::{LoginThrottle, LoginThrottleArgs};
 use crate::password::{Argon2Args, PasswordHasher};
 
 mod embedded {
@@ -99,6 +101,9 @@ struct ServeArgs {
 
     #[command(flatten)]
     argon2: Argon2Args,
+
+    #[command(flatten)]
+    login_throttle: LoginThrottleArgs,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -162,12 +167,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let keys =
         KeySet::load_or_create(&args.keys.key_dir, args.keys.jwt_alg).context("signing keys")?;
     tracing::info!(kid = %keys.current.kid, alg = keys.current.alg.name(), "signing key loaded");
-    let hasher = PasswordHasher::new(&args.argon2).context("argon2 parameters")?;
     let base = ServiceBase::new("auth", &args.db, &args.shared, "-c statement_timeout=5000")?;
+    let hasher =
+        PasswordHasher::new(&args.argon2, base.metrics.registry()).context("argon2 parameters")?;
+    let throttle = LoginThrottle::new(
+        base.redis.clone(),
+        &args.login_throttle,
+        base.metrics.registry(),
+    )
+    .context("login throttle")?;
     let accounts = Arc::new(Accounts::new(
         base.pool.clone(),
         base.redis.clone(),
         hasher,
+        throttle,
         keys,
         TokenPolicy {
             issuer: args.jwt_issuer.clone(),
@@ -276,6 +289,12 @@ mod tests {
         assert_eq!(args.jwt_audience, "record-platform");
         assert_eq!(args.token_ttl, Duration::from_secs(900));
         assert_eq!(args.argon2.memory_kib, 19_456);
+        assert_eq!(args.argon2.max_concurrent, 8);
+        assert_eq!(args.argon2.max_queued, 32);
+        assert_eq!(args.login_throttle.failure_limit, 10);
+        assert_eq!(args.login_throttle.failure_window, Duration::from_secs(900));
+        assert_eq!(args.login_throttle.backoff, Duration::from_secs(1));
+        assert_eq!(args.login_throttle.backoff_max, Duration::from_secs(900));
     }
 
     #[test]

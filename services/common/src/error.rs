@@ -26,7 +26,10 @@ pub enum ErrorKind {
     PayloadTooLarge,
     UnsupportedMediaType,
     MethodNotAllowed,
-    /// A dependency (PostgreSQL, Redis) is down; retrying later may succeed.
+    /// The caller has to slow down (a throttle refused this attempt; `retry_after` says when).
+    TooManyRequests,
+    /// A dependency (PostgreSQL, Redis) is down, or the service is saturated; retrying later
+    /// may succeed.
     Unavailable,
     Internal,
 }
@@ -38,6 +41,9 @@ pub struct ApiError {
     pub code: Cow<'static, str>,
     pub message: String,
     pub field: Option<String>,
+    /// Seconds after which a retry may succeed: the `Retry-After` header (HTTP) and
+    /// `retry-after` metadata (gRPC). Unavailable errors without one say 1 s.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -51,12 +57,24 @@ impl ApiError {
             code: code.into(),
             message: message.into(),
             field: None,
+            retry_after: None,
         }
     }
 
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
         self.field = Some(field.into());
         self
+    }
+
+    /// Tells the client when to retry (at least 1 s: `Retry-After: 0` invites a hot loop).
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds.max(1));
+        self
+    }
+
+    /// Too many attempts (HTTP 429, gRPC RESOURCE_EXHAUSTED), retry after `seconds`.
+    pub fn too_many_requests(code: &'static str, message: impl Into<String>, seconds: u64) -> Self {
+        Self::new(ErrorKind::TooManyRequests, code, message).with_retry_after(seconds)
     }
 
     /// A field value that fails validation (HTTP 422, gRPC INVALID_ARGUMENT).
@@ -105,6 +123,7 @@ impl ApiError {
             ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -116,13 +135,21 @@ impl ApiError {
             ErrorKind::Unauthenticated => tonic::Code::Unauthenticated,
             ErrorKind::NotFound => tonic::Code::NotFound,
             ErrorKind::Conflict => tonic::Code::AlreadyExists,
-            ErrorKind::PayloadTooLarge => tonic::Code::ResourceExhausted,
+            ErrorKind::PayloadTooLarge | ErrorKind::TooManyRequests => {
+                tonic::Code::ResourceExhausted
+            }
             ErrorKind::UnsupportedMediaType | ErrorKind::MethodNotAllowed => {
                 tonic::Code::Unimplemented
             }
             ErrorKind::Unavailable => tonic::Code::Unavailable,
             ErrorKind::Internal => tonic::Code::Internal,
         }
+    }
+
+    /// The `Retry-After` seconds this error carries, if any.
+    pub fn retry_after_seconds(&self) -> Option<u64> {
+        self.retry_after
+            .or((self.kind == ErrorKind::Unavailable).then_some(1))
     }
 
     fn log_if_server_side(&self) {
@@ -169,10 +196,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         self.log_if_server_side();
         let mut response = (self.http_status(), axum::Json(self.to_json())).into_response();
-        if self.kind == ErrorKind::Unavailable {
+        if let Some(seconds) = self.retry_after_seconds() {
             response
                 .headers_mut()
-                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
@@ -188,6 +215,10 @@ impl From<ApiError> for tonic::Status {
         }
         if let Some(Ok(value)) = err.field.as_deref().map(str::parse) {
             metadata.insert("x-error-field", value);
+        }
+        // gRPC has no Retry-After; the same seconds as metadata (RFC 9110 §10.2.3 syntax).
+        if let Some(seconds) = err.retry_after_seconds() {
+            metadata.insert("retry-after", seconds.into());
         }
         status
     }
@@ -304,5 +335,21 @@ mod tests {
         let response = ApiError::database_unavailable().into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[http::header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn throttled_answers_are_429_and_resource_exhausted_with_their_retry_after() {
+        let err = ApiError::too_many_requests("login_throttled", "slow down", 42);
+        let response = err.clone().into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[http::header::RETRY_AFTER], "42");
+        let status = tonic::Status::from(err);
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(
+            status.metadata().get("retry-after").expect("retry-after"),
+            "42"
+        );
+        let zero = ApiError::too_many_requests("x", "y", 0);
+        assert_eq!(zero.retry_after, Some(1), "never Retry-After: 0");
     }
 }

@@ -26,6 +26,7 @@ pub struct Metrics {
     requests: IntCounterVec,
     durations: HistogramVec,
     cache: IntCounterVec,
+    cache_writes: IntCounterVec,
     pool: IntGaugeVec,
 }
 
@@ -56,6 +57,14 @@ impl Metrics {
             ),
             &["cache", "result"],
         )?;
+        let cache_writes = IntCounterVec::new(
+            Opts::new(
+                "cache_writes_total",
+                "Cache writes by cache and result (stored, too_large: over the entry-size cap, \
+                 served but not cached; error)",
+            ),
+            &["cache", "result"],
+        )?;
         let pool = IntGaugeVec::new(
             Opts::new(
                 "db_pool_connections",
@@ -66,12 +75,14 @@ impl Metrics {
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(durations.clone()))?;
         registry.register(Box::new(cache.clone()))?;
+        registry.register(Box::new(cache_writes.clone()))?;
         registry.register(Box::new(pool.clone()))?;
         Ok(Self {
             registry,
             requests,
             durations,
             cache,
+            cache_writes,
             pool,
         })
     }
@@ -91,6 +102,12 @@ impl Metrics {
 
     pub fn cache_result(&self, cache: &str, result: CacheResult) {
         self.cache
+            .with_label_values(&[cache, result.as_str()])
+            .inc();
+    }
+
+    pub fn cache_write(&self, cache: &str, result: CacheWrite) {
+        self.cache_writes
             .with_label_values(&[cache, result.as_str()])
             .inc();
     }
@@ -157,6 +174,25 @@ impl CacheResult {
         match self {
             Self::Hit => "hit",
             Self::Miss => "miss",
+            Self::Error => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheWrite {
+    Stored,
+    /// Larger than the entry-size cap: the answer was served but not cached.
+    TooLarge,
+    /// The cache refused or could not be reached (full, down).
+    Error,
+}
+
+impl CacheWrite {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Stored => "stored",
+            Self::TooLarge => "too_large",
             Self::Error => "error",
         }
     }
@@ -238,6 +274,7 @@ mod tests {
         metrics.observe("http", "GET /records", "200", Duration::from_millis(3));
         metrics.cache_result("search", CacheResult::Hit);
         metrics.cache_result("search", CacheResult::Miss);
+        metrics.cache_write("search", CacheWrite::TooLarge);
         let text = metrics.render();
         assert!(
             text.contains(r#"requests_total{operation="GET /records",protocol="http",status="200",service="records"} 1"#),
@@ -246,6 +283,12 @@ mod tests {
         assert!(
             text.contains(
                 r#"cache_requests_total{cache="search",result="hit",service="records"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"cache_writes_total{cache="search",result="too_large",service="records"} 1"#
             ),
             "{text}"
         );

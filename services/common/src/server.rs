@@ -43,10 +43,13 @@ pub enum ServeError {
 }
 
 /// Whether the service can do its job: PostgreSQL and Redis reachable, migrations applied.
+/// Optional stores (a cache the service can do without) are reported but never make it
+/// unready: a replica that can answer from PostgreSQL stays in rotation.
 #[derive(Debug)]
 pub struct Readiness {
     pool: Pool,
     redis: RedisHandle,
+    optional: std::sync::Mutex<Vec<(&'static str, Option<RedisHandle>)>>,
     migrated: AtomicBool,
     timeout: Duration,
 }
@@ -55,6 +58,8 @@ pub struct Readiness {
 pub struct ReadinessReport {
     pub postgres: Result<(), String>,
     pub redis: Result<(), String>,
+    /// Name and state of each optional store: `ok`, `disabled` or the error.
+    pub optional: Vec<(&'static str, String)>,
     pub migrated: bool,
 }
 
@@ -68,13 +73,17 @@ impl ReadinessReport {
             Ok(()) => "ok".to_string(),
             Err(e) => e.clone(),
         };
+        let mut checks = serde_json::json!({
+            "postgres": check(&self.postgres),
+            "redis": check(&self.redis),
+            "migrations": if self.migrated { "applied" } else { "pending" },
+        });
+        for (name, state) in &self.optional {
+            checks[*name] = serde_json::Value::from(state.as_str());
+        }
         serde_json::json!({
             "status": if self.is_ready() { "ready" } else { "not_ready" },
-            "checks": {
-                "postgres": check(&self.postgres),
-                "redis": check(&self.redis),
-                "migrations": if self.migrated { "applied" } else { "pending" },
-            }
+            "checks": checks,
         })
     }
 }
@@ -84,9 +93,19 @@ impl Readiness {
         Self {
             pool,
             redis,
+            optional: std::sync::Mutex::new(Vec::new()),
             migrated: AtomicBool::new(false),
             timeout,
         }
+    }
+
+    /// Reports `redis` (None: not configured, `disabled`) under `name` without gating
+    /// readiness on it.
+    pub fn add_optional_redis(&self, name: &'static str, redis: Option<RedisHandle>) {
+        self.optional
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push((name, redis));
     }
 
     pub fn mark_migrated(&self) {
@@ -98,12 +117,34 @@ impl Readiness {
     }
 
     pub async fn check(&self) -> ReadinessReport {
-        let (postgres, redis) = tokio::join!(crate::db::ping(&self.pool, self.timeout), async {
-            self.redis.ping().await.map_err(|e| e.to_string())
-        });
+        let optional = self
+            .optional
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        let (postgres, redis, optional) = tokio::join!(
+            crate::db::ping(&self.pool, self.timeout),
+            async { self.redis.ping().await.map_err(|e| e.to_string()) },
+            async {
+                // Usually one store (records' cache): asked in turn, beside the others.
+                let mut states = Vec::with_capacity(optional.len());
+                for (name, redis) in optional {
+                    let state = match redis {
+                        None => "disabled".to_string(),
+                        Some(redis) => match redis.ping().await {
+                            Ok(()) => "ok".to_string(),
+                            Err(err) => err.to_string(),
+                        },
+                    };
+                    states.push((name, state));
+                }
+                states
+            },
+        );
         ReadinessReport {
             postgres,
             redis,
+            optional,
             migrated: self.is_migrated(),
         }
     }

@@ -1,5 +1,11 @@
 //! Redis cache for search and stats answers, with single-flight on misses.
 //!
+//! The cache lives in a Redis of its own (`--cache-redis-url`, `allkeys-lru` with a memory
+//! cap), never in the shared one that holds revocations and cluster rate limits: that one runs
+//! `noeviction`, and a user hammering distinct searches could fill it until logout fails.
+//! Without a cache URL the cache is off and every answer comes from PostgreSQL. Answers larger
+//! than the entry-size cap are served but not stored.
+//!
 //! Keys embed the user's cache version (bumped with every mutation, see `store`), so an entry
 //! is never stale; the TTL only bounds memory. Concurrent identical misses compute once:
 //! in-process they share one future; across replicas a short `SET NX PX` lock makes the others
@@ -14,7 +20,7 @@ use std::time::{Duration, Instant};
 use futures::future::{BoxFuture, FutureExt, Shared};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use service_common::metrics::{CacheResult, Metrics};
+use service_common::metrics::{CacheResult, CacheWrite, Metrics};
 use service_common::redis::RedisHandle;
 use service_common::ApiResult;
 use sha2::{Digest, Sha256};
@@ -33,12 +39,13 @@ pub fn normalize_query(query: &str) -> String {
         .to_lowercase()
 }
 
-/// `records:search:<user>:v<version>:<limit>:<sha256(normalized query)>` (hashed: bounded
-/// key length whatever the query).
-pub fn search_key(user: Uuid, version: i64, limit: u32, normalized_query: &str) -> String {
+/// `records:search:<user>:v<version>:<sha256(normalized query)>` (hashed: bounded key length
+/// whatever the query). No `limit`: the entry holds the largest page and each request takes
+/// its prefix, so varying `limit` cannot multiply entries.
+pub fn search_key(user: Uuid, version: i64, normalized_query: &str) -> String {
     let digest = hex::encode(Sha256::digest(normalized_query.as_bytes()));
     format!(
-        "records:search:{}:v{version}:{limit}:{}",
+        "records:search:{}:v{version}:{}",
         user.simple(),
         &digest[..32]
     )
@@ -50,11 +57,24 @@ pub fn stats_key(user: Uuid, version: i64) -> String {
 
 type Flight<T> = Shared<BoxFuture<'static, ApiResult<T>>>;
 
+/// Where and how the answers are cached.
+#[derive(Debug, Clone)]
+pub struct CacheSettings {
+    /// The cache's own Redis; `None` turns caching off.
+    pub redis: Option<RedisHandle>,
+    pub ttl: Duration,
+    /// Serialized answers larger than this are served but not stored.
+    pub max_entry_bytes: usize,
+    /// How long a replica waits for another one computing the same entry.
+    pub lock_ttl: Duration,
+}
+
 struct Inner<T> {
     name: &'static str,
-    redis: RedisHandle,
+    redis: Option<RedisHandle>,
     metrics: Arc<Metrics>,
     ttl: Duration,
+    max_entry_bytes: usize,
     lock_ttl: Duration,
     flights: Mutex<HashMap<String, (u64, Flight<T>)>>,
     next_flight: std::sync::atomic::AtomicU64,
@@ -68,20 +88,15 @@ impl<T> ResultCache<T>
 where
     T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
 {
-    pub fn new(
-        name: &'static str,
-        redis: RedisHandle,
-        metrics: Arc<Metrics>,
-        ttl: Duration,
-        lock_ttl: Duration,
-    ) -> Self {
+    pub fn new(name: &'static str, settings: &CacheSettings, metrics: Arc<Metrics>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 name,
-                redis,
+                redis: settings.redis.clone(),
                 metrics,
-                ttl,
-                lock_ttl,
+                ttl: settings.ttl,
+                max_entry_bytes: settings.max_entry_bytes,
+                lock_ttl: settings.lock_ttl,
                 flights: Mutex::new(HashMap::new()),
                 next_flight: std::sync::atomic::AtomicU64::new(0),
             }),
@@ -154,8 +169,12 @@ where
         F: FnOnce() -> Fut,
         Fut: Future<Output = ApiResult<T>>,
     {
-        let full_key = self.redis.key(key);
-        match self.get(&full_key).await {
+        let Some(redis) = &self.redis else {
+            // Caching is off: in-process single-flight still merges identical requests.
+            return compute().await;
+        };
+        let full_key = redis.key(key);
+        match self.get(redis, &full_key).await {
             Lookup::Hit(value) => return Ok(self.hit(value)),
             Lookup::Unavailable => {
                 self.metrics.cache_result(self.name, CacheResult::Error);
@@ -166,12 +185,12 @@ where
 
         let lock_key = format!("{full_key}:lock");
         let token = Uuid::new_v4().to_string();
-        let locked = self.try_lock(&lock_key, &token).await;
+        let locked = self.try_lock(redis, &lock_key, &token).await;
         if locked {
             // Double-check: the previous holder may have stored the entry and released the
             // lock between our GET and our SET NX.
-            if let Lookup::Hit(value) = self.get(&full_key).await {
-                self.unlock(&lock_key, &token).await;
+            if let Lookup::Hit(value) = self.get(redis, &full_key).await {
+                self.unlock(redis, &lock_key, &token).await;
                 return Ok(self.hit(value));
             }
         } else {
@@ -179,7 +198,7 @@ where
             let deadline = Instant::now() + self.lock_ttl;
             while Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                match self.get(&full_key).await {
+                match self.get(redis, &full_key).await {
                     Lookup::Hit(value) => return Ok(self.hit(value)),
                     Lookup::Unavailable => break,
                     Lookup::Miss => {}
@@ -190,10 +209,10 @@ where
         self.metrics.cache_result(self.name, CacheResult::Miss);
         let computed = compute().await;
         if let Ok(value) = &computed {
-            self.put(&full_key, value).await;
+            self.put(redis, &full_key, value).await;
         }
         if locked {
-            self.unlock(&lock_key, &token).await;
+            self.unlock(redis, &lock_key, &token).await;
         }
         computed
     }
@@ -203,10 +222,9 @@ where
         value
     }
 
-    async fn get(&self, key: &str) -> Lookup<T> {
+    async fn get(&self, redis: &RedisHandle, key: &str) -> Lookup<T> {
         let key = key.to_string();
-        let fetched: Result<Option<String>, _> = self
-            .redis
+        let fetched: Result<Option<String>, _> = redis
             .run(|mut conn| async move { redis::cmd("GET").arg(&key).query_async(&mut conn).await })
             .await;
         match fetched {
@@ -226,14 +244,24 @@ where
         }
     }
 
-    async fn put(&self, key: &str, value: &T) {
+    async fn put(&self, redis: &RedisHandle, key: &str, value: &T) {
         let Ok(text) = serde_json::to_string(value) else {
             return;
         };
+        if text.len() > self.max_entry_bytes {
+            // One huge answer would push many small ones out of the LRU cache.
+            tracing::debug!(
+                bytes = text.len(),
+                cap = self.max_entry_bytes,
+                cache = self.name,
+                "answer too large to cache"
+            );
+            self.metrics.cache_write(self.name, CacheWrite::TooLarge);
+            return;
+        }
         let key = key.to_string();
         let ttl = self.ttl.as_secs().max(1);
-        let stored: Result<(), _> = self
-            .redis
+        let stored: Result<(), _> = redis
             .run(|mut conn| async move {
                 redis::cmd("SET")
                     .arg(&key)
@@ -244,20 +272,23 @@ where
                     .await
             })
             .await;
-        if let Err(err) = stored {
-            tracing::debug!(error = %err, cache = self.name, "cache entry not stored");
+        match stored {
+            Ok(()) => self.metrics.cache_write(self.name, CacheWrite::Stored),
+            Err(err) => {
+                tracing::debug!(error = %err, cache = self.name, "cache entry not stored");
+                self.metrics.cache_write(self.name, CacheWrite::Error);
+            }
         }
     }
 
     /// True if we hold the lock, and also when Redis cannot be asked (then nobody else can
     /// coordinate either, and the caller should just compute).
-    async fn try_lock(&self, lock_key: &str, token: &str) -> bool {
+    async fn try_lock(&self, redis: &RedisHandle, lock_key: &str, token: &str) -> bool {
         let (key, token) = (lock_key.to_string(), token.to_string());
         let millis = u64::try_from(self.lock_ttl.as_millis())
             .unwrap_or(2000)
             .max(1);
-        let taken: Result<Option<String>, _> = self
-            .redis
+        let taken: Result<Option<String>, _> = redis
             .run(|mut conn| async move {
                 redis::cmd("SET")
                     .arg(&key)
@@ -275,10 +306,9 @@ where
         }
     }
 
-    async fn unlock(&self, lock_key: &str, token: &str) {
+    async fn unlock(&self, redis: &RedisHandle, lock_key: &str, token: &str) {
         let (key, token) = (lock_key.to_string(), token.to_string());
-        let _: Result<i64, _> = self
-            .redis
+        let _: Result<i64, _> = redis
             .run(|mut conn| async move {
                 redis::Script::new(UNLOCK_SCRIPT)
                     .key(&key)
@@ -297,27 +327,33 @@ mod tests {
     #[test]
     fn queries_that_mean_the_same_share_a_key() {
         let user = Uuid::new_v4();
-        let key = |q: &str| search_key(user, 3, 20, &normalize_query(q));
+        let key = |q: &str| search_key(user, 3, &normalize_query(q));
         assert_eq!(key("Aphex Twin"), key("  aphex   TWIN "));
         assert_eq!(key("aphex\ttwin"), key("aphex twin"));
         assert_ne!(key("aphex twin"), key("aphextwin"));
     }
 
     #[test]
-    fn keys_change_with_user_version_and_limit() {
+    fn keys_change_with_user_and_version_only() {
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         let q = normalize_query("autechre");
-        let base = search_key(a, 1, 20, &q);
-        assert_ne!(base, search_key(b, 1, 20, &q));
-        assert_ne!(base, search_key(a, 2, 20, &q));
-        assert_ne!(base, search_key(a, 1, 10, &q));
+        let base = search_key(a, 1, &q);
+        assert_ne!(base, search_key(b, 1, &q));
+        assert_ne!(base, search_key(a, 2, &q));
         assert_ne!(stats_key(a, 1), stats_key(a, 2));
-        assert!(base.starts_with(&format!("records:search:{}:v1:20:", a.simple())));
+        let digest = base
+            .strip_prefix(&format!("records:search:{}:v1:", a.simple()))
+            .expect("prefix");
+        assert_eq!(
+            digest.len(),
+            32,
+            "no limit between version and digest: {base}"
+        );
     }
 
     #[test]
     fn key_length_is_bounded_whatever_the_query() {
         let long = "x".repeat(10_000);
-        assert!(search_key(Uuid::new_v4(), i64::MAX, 100, &long).len() < 120);
+        assert!(search_key(Uuid::new_v4(), i64::MAX, &long).len() < 120);
     }
 }

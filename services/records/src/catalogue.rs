@@ -2,14 +2,12 @@
 //! their inputs and outputs.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use service_common::metrics::Metrics;
-use service_common::redis::RedisHandle;
 use service_common::{ApiError, ApiResult, Caller};
 use uuid::Uuid;
 
-use crate::cache::{normalize_query, search_key, stats_key, ResultCache};
+use crate::cache::{normalize_query, search_key, stats_key, CacheSettings, ResultCache};
 use crate::cursor::Cursor;
 use crate::model::{validate_full, validate_patch, RawFields, Record};
 use crate::store::{Page, SearchHit, Stats, Store};
@@ -36,23 +34,11 @@ pub struct Catalogue {
 }
 
 impl Catalogue {
-    pub fn new(
-        store: Store,
-        redis: RedisHandle,
-        metrics: Arc<Metrics>,
-        cache_ttl: Duration,
-    ) -> Self {
-        let lock_ttl = Duration::from_secs(2);
+    pub fn new(store: Store, cache: &CacheSettings, metrics: Arc<Metrics>) -> Self {
         Self {
             store,
-            search_cache: ResultCache::new(
-                "search",
-                redis.clone(),
-                Arc::clone(&metrics),
-                cache_ttl,
-                lock_ttl,
-            ),
-            stats_cache: ResultCache::new("stats", redis, metrics, cache_ttl, lock_ttl),
+            search_cache: ResultCache::new("search", cache, Arc::clone(&metrics)),
+            stats_cache: ResultCache::new("stats", cache, metrics),
         }
     }
 
@@ -128,12 +114,17 @@ impl Catalogue {
         let user = caller.user_id;
         let version = self.store.cache_version(user).await?;
         let store = self.store.clone();
-        let key = search_key(user, version, limit, &query);
-        self.search_cache
+        let key = search_key(user, version, &query);
+        // One entry per query whatever the limit: the largest page, of which each request
+        // takes its prefix (the ranking is a total order, so the prefix is what LIMIT gives).
+        let mut hits = self
+            .search_cache
             .get_or_compute(key, move || async move {
-                store.search(user, &query, limit).await
+                store.search(user, &query, MAX_SEARCH_LIMIT).await
             })
-            .await
+            .await?;
+        hits.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(hits)
     }
 
     pub async fn stats(&self, caller: &Caller) -> ApiResult<Stats> {

@@ -21,8 +21,10 @@ use record_proto::records::records_service_server::RecordsServiceServer;
 use service_common::config::{
     parse_duration, with_default_subcommand, DatabaseArgs, SharedServeArgs,
 };
+use service_common::redis::{RedisError, RedisHandle};
 use service_common::server::{shutdown_signal, ServiceBase, ServiceSpec};
 
+use crate::cache::CacheSettings;
 use crate::catalogue::Catalogue;
 use crate::store::Store;
 
@@ -71,10 +73,73 @@ struct ServeArgs {
     #[command(flatten)]
     shared: SharedServeArgs,
 
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+/// The search/stats cache: a Redis of its own, never the shared `REDIS_URL` one.
+#[derive(Debug, clap::Args)]
+struct CacheArgs {
+    /// Redis for cached search and stats answers, e.g. redis://127.0.0.1:56380. Give it a
+    /// memory cap and `maxmemory-policy allkeys-lru`: the shared Redis (revocations, rate
+    /// limits) runs `noeviction`, and a cache flood there would make logout fail. Unset (or
+    /// empty): no cache, every answer comes from PostgreSQL.
+    #[arg(long, env = "RECORDS_CACHE_REDIS_URL", hide_env_values = true)]
+    cache_redis_url: Option<String>,
+
     /// Lifetime of cached search and stats answers (they are invalidated by every change
     /// anyway; this only bounds Redis memory).
     #[arg(long, env = "RECORDS_CACHE_TTL", default_value = "5m", value_parser = parse_duration)]
     cache_ttl: Duration,
+
+    /// Largest answer stored in the cache, in KiB; larger ones are served but not cached
+    /// (counted in `cache_writes_total{result="too_large"}`).
+    #[arg(long, env = "RECORDS_CACHE_MAX_ENTRY_KIB", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..=16_384))]
+    cache_max_entry_kib: u32,
+}
+
+impl CacheArgs {
+    /// The cache settings; `shared` is the service's `REDIS_URL` and namespace settings.
+    fn settings(&self, shared: &SharedServeArgs) -> anyhow::Result<CacheSettings> {
+        let url = self
+            .cache_redis_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|url| !url.is_empty());
+        let redis = match url {
+            None => {
+                tracing::warn!(
+                    "RECORDS_CACHE_REDIS_URL is not set: search and stats caching is off"
+                );
+                None
+            }
+            Some(url) => {
+                if url == shared.redis_url.trim() {
+                    tracing::warn!(
+                        "RECORDS_CACHE_REDIS_URL is the shared REDIS_URL: a cache flood can fill \
+                         the Redis that holds revocations; give the cache a Redis of its own"
+                    );
+                }
+                let handle = RedisHandle::new(url, &shared.redis_namespace, shared.redis_timeout)
+                    .map_err(|err| match err {
+                    RedisError::Url(inner) => anyhow::anyhow!(
+                        "invalid RECORDS_CACHE_REDIS_URL (--cache-redis-url): {inner}"
+                    ),
+                    other => other.into(),
+                })?;
+                Some(handle)
+            }
+        };
+        Ok(CacheSettings {
+            redis,
+            ttl: self.cache_ttl,
+            max_entry_bytes: usize::try_from(self.cache_max_entry_kib)
+                .unwrap_or(usize::MAX)
+                .saturating_mul(1024),
+            lock_ttl: Duration::from_secs(2),
+        })
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -123,11 +188,14 @@ async fn migrate(db: &DatabaseArgs) -> anyhow::Result<()> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let base = ServiceBase::new("records", &args.db, &args.shared, SESSION_OPTIONS)?;
+    let cache = args.cache.settings(&args.shared)?;
+    // Reported in /readyz, but a replica without its cache still answers from PostgreSQL.
+    base.readiness
+        .add_optional_redis("cache", cache.redis.clone());
     let catalogue = Arc::new(Catalogue::new(
         Store::new(base.pool.clone()),
-        base.redis.clone(),
+        &cache,
         Arc::clone(&base.metrics),
-        args.cache_ttl,
     ));
     let shutdown = shutdown_signal()?;
     let router = http::router(http::AppState {
@@ -177,6 +245,47 @@ mod tests {
         };
         assert_eq!(args.http_addr.to_string(), "127.0.0.1:4002");
         assert_eq!(args.grpc_addr.to_string(), "127.0.0.1:50052");
+        assert_eq!(args.cache.cache_max_entry_kib, 64);
+    }
+
+    /// `serve` with the required flags plus `extra`.
+    fn serve_args(extra: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let mut args = vec![
+            "records",
+            "--database-url",
+            "postgres://x@h/db",
+            "--identity-key-file",
+            "k",
+        ];
+        args.extend_from_slice(extra);
+        match parse(&args)?.command {
+            Command::Serve(args) => Ok(*args),
+            Command::Migrate(_) => panic!("expected serve"),
+        }
+    }
+
+    // A runtime: the Redis handle's connection manager is created inside one.
+    #[tokio::test]
+    async fn without_a_cache_url_the_cache_is_off_never_the_shared_redis() {
+        if std::env::var_os("RECORDS_CACHE_REDIS_URL").is_none() {
+            let args = serve_args(&[]).expect("parse");
+            let settings = args.cache.settings(&args.shared).expect("settings");
+            assert!(settings.redis.is_none(), "no cache URL means no cache");
+        }
+        let args = serve_args(&[
+            "--cache-redis-url",
+            "redis://127.0.0.1:56380",
+            "--cache-max-entry-kib",
+            "8",
+        ])
+        .expect("parse");
+        let settings = args.cache.settings(&args.shared).expect("settings");
+        assert!(settings.redis.is_some());
+        assert_eq!(settings.max_entry_bytes, 8 * 1024);
+        assert!(serve_args(&["--cache-max-entry-kib", "0"]).is_err());
+        let args = serve_args(&["--cache-redis-url", "http://not-redis"]).expect("parse");
+        let err = args.cache.settings(&args.shared).expect_err("bad URL");
+        assert!(err.to_string().contains("RECORDS_CACHE_REDIS_URL"), "{err}");
     }
 
     #[test]

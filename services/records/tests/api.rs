@@ -608,7 +608,7 @@ async fn operational_endpoints_health_reflection_and_request_ids() {
     assert_eq!(status, 200);
     assert_eq!(
         ready["checks"],
-        json!({"postgres":"ok","redis":"ok","migrations":"applied"})
+        json!({"postgres":"ok","redis":"ok","migrations":"applied","cache":"ok"})
     );
 
     let response = client

@@ -13,6 +13,11 @@ use uuid::Uuid;
 pub struct Harness {
     pub env: ServiceEnv,
     pub key: IdentityKey,
+    /// What `RECORDS_CACHE_REDIS_URL` is set to: the shared cache Redis, a private one, or
+    /// nothing (cache off).
+    pub cache_redis_url: Option<String>,
+    /// Extra environment for the process (e.g. RECORDS_CACHE_MAX_ENTRY_KIB).
+    pub extra_env: Vec<(String, String)>,
 }
 
 impl Deref for Harness {
@@ -32,7 +37,12 @@ impl Harness {
     pub async fn new(prefix: &str) -> Self {
         let env = ServiceEnv::new(prefix).await.expect("service environment");
         let key = IdentityKey::from_bytes(env.identity_key.clone()).expect("key");
-        Self { env, key }
+        Self {
+            env,
+            key,
+            cache_redis_url: Some(testkit::shared_cache_redis_url()),
+            extra_env: Vec::new(),
+        }
     }
 
     /// Spawns `records` on fresh ports without waiting for it.
@@ -42,6 +52,14 @@ impl Harness {
 
     pub fn spawn_on(&self, http: u16, grpc: u16) -> Running {
         let program = std::path::Path::new(env!("CARGO_BIN_EXE_records"));
+        let mut extra: Vec<(&str, &str)> = self
+            .extra_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        if let Some(url) = &self.cache_redis_url {
+            extra.push(("RECORDS_CACHE_REDIS_URL", url));
+        }
         let service = self
             .env
             .spawn(
@@ -49,7 +67,7 @@ impl Harness {
                 program,
                 ("RECORDS_HTTP_ADDR", http),
                 ("RECORDS_GRPC_ADDR", grpc),
-                &[],
+                &extra,
             )
             .expect("spawn records");
         Running(service)
@@ -99,6 +117,11 @@ impl Running {
 
     pub async fn metric(&self, series: &str) -> f64 {
         self.0.metric(series).await.expect("metrics")
+    }
+
+    /// Status and body of `/readyz`.
+    pub async fn readyz(&self) -> (u16, Value) {
+        read(client().get(self.url("/readyz")).send().await.unwrap()).await
     }
 }
 
@@ -166,6 +189,11 @@ pub async fn call(
     }
     let response = request.send().await.expect("request");
     read(response).await
+}
+
+/// A GET of `path` as `user`.
+pub async fn get(running: &Running, key: &IdentityKey, user: &User, path: &str) -> (u16, Value) {
+    call(running, key, user, reqwest::Method::GET, path, None).await
 }
 
 pub async fn read(response: reqwest::Response) -> (u16, Value) {
