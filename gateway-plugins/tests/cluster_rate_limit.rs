@@ -23,6 +23,7 @@ fn cluster_rule(requests: u32, per: Duration) -> RoutePolicy {
             per,
             burst: 0,
             scope: RateLimitScope::Cluster,
+            budget: None,
         }],
         ..RoutePolicy::default()
     }
