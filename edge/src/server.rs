@@ -231,6 +231,8 @@ pub fn run(config: Option<&Path>, upgrade: bool) -> anyhow::Result<()> {
     let mut options = HttpServerOptions::default();
     options.keepalive_request_limit = Some(config.limits.keepalive_requests);
     options.h2_idle_timeout = Some(config.limits.idle_timeout);
+    // An h2 client must send its preface as an h1 client its header: within header_timeout.
+    options.h2_handshake_timeout = Some(config.limits.header_timeout);
     edge_proxy.server_options = Some(options);
     let edge_proxy = Arc::new(edge_proxy);
 

@@ -107,6 +107,16 @@ async fn a_request_header_sent_byte_by_byte_is_cut_off_at_the_header_deadline() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_connection_that_never_sends_its_preface_is_closed_at_the_header_deadline() {
+    let echo = EchoServer::start().await;
+    let edge = Edge::start(&config(&echo, r#"header_timeout = "1s""#, "")).await;
+    // TLS with ALPN h2 completes; then the client preface never comes.
+    let mut stream = tls(&edge, b"h2").await.expect("tls");
+    // The server's own SETTINGS may arrive first; what matters is that the edge closes.
+    read_to_close(&mut stream).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_never_finishes_its_tls_handshake_is_dropped() {
     let echo = EchoServer::start().await;
     let edge = Edge::start(&config(&echo, r#"handshake_timeout = "1s""#, "")).await;

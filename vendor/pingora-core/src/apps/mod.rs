@@ -89,6 +89,14 @@ pub struct HttpServerOptions {
     ///
     /// Default: `None`
     pub h2_idle_timeout: Option<Duration>,
+
+    /// PATCH(edge): if set, close a downstream HTTP/2 connection whose client preface and
+    /// SETTINGS do not arrive within this duration of the connection being handed to the
+    /// app (after TLS). Without it a client that completes TLS with ALPN h2 and then sends
+    /// nothing holds the connection indefinitely.
+    ///
+    /// Default: `None`
+    pub h2_handshake_timeout: Option<Duration>,
 }
 
 /// Settings persisted across HTTP/1.x keepalive requests on the same downstream connection.
@@ -307,7 +315,19 @@ where
             });
 
             let h2_options = self.h2_options();
-            let h2_conn = match server::handshake(stream, h2_options).await {
+            let handshake = server::handshake(stream, h2_options);
+            let handshake = match self.server_options().and_then(|o| o.h2_handshake_timeout) {
+                // PATCH(edge): bound the wait for the client preface.
+                Some(limit) => match pingora_timeout::timeout(limit, handshake).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        debug!("H2 handshake timed out after {limit:?}");
+                        return None;
+                    }
+                },
+                None => handshake.await,
+            };
+            let h2_conn = match handshake {
                 Err(e) => {
                     error!("H2 handshake error {e}");
                     return None;
