@@ -1,0 +1,253 @@
+//! Tests of `load`: parsing, located problems, validation rules.
+
+use super::*;
+
+fn load(text: &str) -> Result<LoadedConfig, ConfigError> {
+    load_str(text, Some(Path::new("edge.toml")), Path::new("/etc/edge"))
+}
+
+const GOOD: &str = r#"
+[clusters.records]
+addresses = ["127.0.0.1:4002"]
+
+[[routes]]
+id = "records"
+path_prefix = "/api/records"
+strip_prefix = "/api"
+upstream = "records"
+"#;
+
+#[test]
+fn embedded_default_is_valid() {
+    let loaded = load_str(EMBEDDED_DEFAULT, None, Path::new("."))
+        .unwrap_or_else(|e| panic!("embedded default must load:\n{e}"));
+    assert!(!loaded.config.routes.is_empty());
+    assert!(loaded.config.clusters.contains_key("records"));
+}
+
+#[test]
+fn the_printable_config_shows_no_credentials() {
+    let text = format!(
+        "{GOOD}\n[tracing]\notlp_endpoint = \"http://u:pa@ss@collector:4317\"\n\
+         [plugins.redis]\nurl = \"redis://:r3d@is@redis:6379\"\n"
+    );
+    let loaded = load(&text).expect("valid");
+    let printed = toml::to_string(&loaded.config.redacted()).expect("print");
+    for secret in ["pa@ss", "ss@collector", "r3d", "is@redis"] {
+        assert!(!printed.contains(secret), "{secret} leaks in:\n{printed}");
+    }
+    assert!(printed.contains("***@collector:4317") && printed.contains("***@redis:6379"));
+}
+
+#[test]
+fn good_config_loads_with_defaults() {
+    let loaded = load(GOOD).expect("valid");
+    assert_eq!(loaded.config.server.threads, 2);
+    assert_eq!(loaded.config.routes[0].hosts, ["*"]);
+    assert_eq!(loaded.config.limits.max_request_headers, 100);
+}
+
+#[test]
+fn typo_in_cluster_name_names_file_line_key_and_suggestion() {
+    let text = GOOD.replace("upstream = \"records\"", "upstream = \"recrods\"");
+    let err = load(&text).expect_err("unknown cluster");
+    let message = err.to_string();
+    assert!(
+        message.starts_with("edge.toml:9: routes[0].upstream: unknown cluster 'recrods'"),
+        "{message}"
+    );
+    assert!(message.contains("did you mean 'records'?"), "{message}");
+}
+
+#[test]
+fn unknown_field_is_an_error_with_its_line() {
+    let text = GOOD.replace("strip_prefix", "strip_prefx");
+    let err = load(&text).expect_err("unknown field");
+    let problem = &err.problems[0];
+    assert_eq!(problem.line, Some(8), "{err}");
+    assert!(problem.key.starts_with("routes[0]"), "{err}");
+    assert!(problem.message.contains("strip_prefx"), "{err}");
+}
+
+#[test]
+fn wrong_type_names_the_key() {
+    let text = format!("[server]\nthreads = \"many\"\n{GOOD}");
+    let err = load(&text).expect_err("type error");
+    assert_eq!(err.problems[0].key, "server.threads", "{err}");
+    assert_eq!(err.problems[0].line, Some(2), "{err}");
+}
+
+#[test]
+fn empty_upstream_pool_is_rejected_at_its_line() {
+    let text = format!("[server]\nthreads = 1\nupstream_keepalive_pool_size = 0\n{GOOD}");
+    let err = load(&text).expect_err("pool of 0");
+    assert_eq!(
+        err.problems[0].key, "server.upstream_keepalive_pool_size",
+        "{err}"
+    );
+    assert_eq!(err.problems[0].line, Some(3), "{err}");
+    let loaded = load(GOOD).expect("defaults");
+    assert_eq!(loaded.config.server.upstream_keepalive_pool_size, 1024);
+}
+
+#[test]
+fn syntax_error_has_a_line() {
+    let err = load("[server\nthreads = 2\n").expect_err("syntax");
+    assert_eq!(err.problems[0].line, Some(1), "{err}");
+}
+
+#[test]
+fn all_problems_are_reported_not_just_the_first() {
+    let text = r#"
+[clusters.a]
+addresses = ["nope", "127.0.0.1:0"]
+
+[[routes]]
+id = "x"
+path_prefix = "api"
+upstream = "b"
+
+[[routes]]
+id = "x"
+path_prefix = "/y"
+strip_prefix = "/z"
+upstream = "a"
+"#;
+    let err = load(text).expect_err("several problems");
+    let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+    for expected in [
+        "clusters.a.addresses[0]",
+        "clusters.a.addresses[1]",
+        "routes[0].upstream",
+        "routes[0].path_prefix",
+        "routes[1].strip_prefix",
+        "routes[1].id",
+    ] {
+        assert!(keys.contains(&expected), "{expected} missing from {keys:?}");
+    }
+}
+
+#[test]
+fn plugin_problems_are_located_under_the_route() {
+    let text = format!("{GOOD}\n[routes.plugins.jwt]\nmode = \"required\"\n");
+    let err = load(&text).expect_err("jwt without provider");
+    assert_eq!(err.problems[0].key, "routes[0].plugins.jwt", "{err}");
+    assert_eq!(err.problems[0].line, Some(11), "{err}");
+}
+
+#[test]
+fn relative_paths_resolve_against_the_config_directory() {
+    let text = format!("[tls.default]\ncert = \"certs/tls.crt\"\nkey = \"/abs/tls.key\"\n{GOOD}");
+    let loaded = load(&text).expect("valid");
+    let default = loaded.config.tls.default.expect("default cert");
+    assert_eq!(default.cert, Path::new("/etc/edge/certs/tls.crt"));
+    assert_eq!(default.key, Path::new("/abs/tls.key"));
+}
+
+#[test]
+fn listener_port_clash_is_reported() {
+    let text = format!("[admin]\naddress = \"127.0.0.1:8443\"\n{GOOD}");
+    let err = load(&text).expect_err("clash");
+    assert_eq!(err.problems[0].key, "admin.address", "{err}");
+}
+
+#[test]
+fn an_admin_listener_off_loopback_needs_a_readable_long_token() {
+    let text = format!("[admin]\naddress = \"0.0.0.0:9000\"\n{GOOD}");
+    let err = load(&text).expect_err("no token");
+    assert_eq!(err.problems[0].key, "admin.token_file", "{err}");
+    assert!(err.to_string().contains("loopback"), "{err}");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let token = dir.path().join("admin-token");
+    std::fs::write(&token, "too-short").expect("write");
+    let text = format!(
+        "[admin]\naddress = \"0.0.0.0:9000\"\ntoken_file = {:?}\nallowed_hosts = [\"a b\"]\n{GOOD}",
+        token.display().to_string()
+    );
+    let err = load(&text).expect_err("short token, bad host");
+    let keys: Vec<&str> = err.problems.iter().map(|p| p.key.as_str()).collect();
+    assert!(keys.contains(&"admin.token_file"), "{err}");
+    assert!(keys.contains(&"admin.allowed_hosts[0]"), "{err}");
+    assert!(err.to_string().contains("at least 32"), "{err}");
+
+    std::fs::write(&token, "0123456789abcdef0123456789abcdef").expect("write");
+    let text = format!(
+        "[admin]\naddress = \"0.0.0.0:9000\"\ntoken_file = {:?}\n{GOOD}",
+        token.display().to_string()
+    );
+    load(&text).expect("a token makes a non-loopback admin valid");
+}
+
+#[test]
+fn a_shared_budget_must_be_defined_alike_on_every_route() {
+    let routes = |second: &str| {
+        format!(
+            r#"[clusters.a]
+addresses = ["127.0.0.1:1"]
+
+[[routes]]
+id = "login-http"
+path_prefix = "/login"
+upstream = "a"
+plugins.rate_limits = [{{ key = "ip", requests = 10, per = "1m", budget = "login" }}]
+
+[[routes]]
+id = "login-grpc"
+path_prefix = "/auth.AuthService/Login"
+upstream = "a"
+plugins.rate_limits = [{second}]
+"#
+        )
+    };
+    load(&routes(
+        r#"{ key = "ip", requests = 10, per = "1m", budget = "login" }"#,
+    ))
+    .expect("the same quota twice");
+    let err = load(&routes(
+        r#"{ key = "ip", requests = 20, per = "1m", budget = "login" }"#,
+    ))
+    .expect_err("two quotas under one name");
+    assert_eq!(
+        err.problems[0].key, "routes[1].plugins.rate_limits[0].budget",
+        "{err}"
+    );
+    let err = load(&routes(
+        r#"{ key = "ip", requests = 10, per = "1m", budget = "lo gin" }"#,
+    ))
+    .expect_err("bad name");
+    assert!(err.to_string().contains("budget"), "{err}");
+}
+
+#[test]
+fn host_patterns() {
+    for ok in [
+        "example.com",
+        "*.example.com",
+        "*",
+        "127.0.0.1",
+        "localhost",
+        "a-b.c",
+    ] {
+        assert!(is_valid_host_pattern(ok), "{ok}");
+    }
+    for bad in [
+        "",
+        "exa mple.com",
+        "*.*.com",
+        "-a.com",
+        "a..com",
+        "*.127.0.0.1",
+    ] {
+        assert!(!is_valid_host_pattern(bad), "{bad}");
+    }
+}
+
+#[test]
+fn edit_distance_suggests_only_close_names() {
+    assert_eq!(
+        closest("recrods", ["records", "auth"].into_iter()),
+        Some("records")
+    );
+    assert_eq!(closest("zzz", ["records", "auth"].into_iter()), None);
+}
