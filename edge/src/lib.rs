@@ -23,4 +23,5 @@ pub mod server;
 mod state;
 mod tls;
 mod trace;
+pub mod upgrade;
 mod upstream;

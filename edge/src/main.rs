@@ -1,4 +1,4 @@
-//! `edge`: run the edge, or `edge check` a config file.
+//! `edge`: run the edge, `edge check` a config file, or `edge upgrade` the running edge.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,12 +39,30 @@ enum Command {
     /// Validate the config (and the certificates and upstream addresses it names), print
     /// the effective config with secrets redacted, exit 0 when valid and 1 otherwise.
     Check,
+    /// Replace the running edge (PID in server.pid_file) without dropping its listeners:
+    /// start the successor with --upgrade, wait until it waits on server.upgrade_sock, then
+    /// SIGQUIT the old one and wait until the new one serves (docs/upgrade.md).
+    Upgrade {
+        /// The new edge binary (default: this one).
+        #[arg(long)]
+        binary: Option<PathBuf>,
+        /// Seconds to wait for each step.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Check) => edge::server::check(cli.config.as_deref()),
+        Some(Command::Upgrade { binary, timeout }) => {
+            edge::upgrade::run(&edge::upgrade::UpgradeRequest {
+                config: cli.config,
+                binary,
+                timeout: std::time::Duration::from_secs(timeout),
+            })
+        }
         None => match edge::server::run(cli.config.as_deref(), cli.upgrade) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {

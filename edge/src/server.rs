@@ -25,7 +25,7 @@ use crate::proxy::EdgeProxy;
 use crate::state::{EdgeState, Snapshot};
 use crate::upstream::Clusters;
 
-fn load(config: Option<&Path>) -> Result<LoadedConfig, crate::config::ConfigError> {
+pub(crate) fn load(config: Option<&Path>) -> Result<LoadedConfig, crate::config::ConfigError> {
     match config {
         Some(path) => load_file(path),
         None => {

@@ -107,3 +107,109 @@ async fn graceful_upgrade_hands_over_listeners_without_failed_requests() {
         "the new process owns the pid file"
     );
 }
+
+fn echo_config(echo: &EchoServer) -> String {
+    format!(
+        "[clusters.echo]\naddresses = [\"{}\"]\n\n[[routes]]\nid = \"all\"\nupstream = \"echo\"\n",
+        echo.addr
+    )
+}
+
+async fn get_ok(edge: &Edge) -> bool {
+    let client = edge.client(HttpVersion::Http1);
+    matches!(client.get(edge.url("/ping")).send().await, Ok(r) if r.status() == 200)
+}
+
+fn pid_in_file(edge: &Edge) -> i32 {
+    std::fs::read_to_string(edge.dir.path().join("edge.pid"))
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("pid")
+}
+
+/// Runs `edge upgrade` with `extra` arguments; its output goes to a file, since the successor
+/// it starts inherits (and keeps open) the command's stdout and stderr.
+async fn edge_upgrade(edge: &Edge, extra: &[&str]) -> (bool, String) {
+    let log = edge.dir.path().join("upgrade-command.log");
+    let file = std::fs::File::create(&log).expect("log file");
+    let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_edge"))
+        .args([
+            "--config",
+            edge.config_path.to_str().expect("utf8"),
+            "upgrade",
+        ])
+        .args(extra)
+        .stdout(file.try_clone().expect("clone"))
+        .stderr(file)
+        .status()
+        .await
+        .expect("run edge upgrade");
+    (
+        status.success(),
+        std::fs::read_to_string(&log).expect("read log"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigquit_without_a_successor_leaves_the_edge_serving() {
+    let echo = EchoServer::start().await;
+    let mut edge = Edge::start(&echo_config(&echo)).await;
+    edge.process.signal(libc::SIGQUIT).expect("sigquit");
+    // The handoff gives up after its retries; the edge says so and goes on serving.
+    testkit::eventually(
+        "the abandoned upgrade logged",
+        Duration::from_secs(30),
+        || async {
+            edge.process
+                .logs()
+                .contains("upgrade abandoned, this process keeps serving")
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", edge.process.logs()));
+    assert!(edge.process.is_running(), "{}", edge.process.logs());
+    assert!(get_ok(&edge).await, "still serving");
+    assert_eq!(edge.admin_get("/healthz").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successor_that_cannot_start_leaves_the_running_edge_untouched() {
+    let echo = EchoServer::start().await;
+    let mut edge = Edge::start(&echo_config(&echo)).await;
+    let before = pid_in_file(&edge);
+    let (ok, out) = edge_upgrade(&edge, &["--binary", "/bin/false", "--timeout", "10"]).await;
+    assert!(!ok, "{out}");
+    assert!(out.contains("was not signalled and keeps serving"), "{out}");
+    assert!(edge.process.is_running());
+    assert_eq!(pid_in_file(&edge), before);
+    assert!(get_ok(&edge).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upgrade_command_hands_over_to_a_serving_successor() {
+    let echo = EchoServer::start().await;
+    let mut old = Edge::start(&echo_config(&echo)).await;
+    let old_pid = pid_in_file(&old);
+    let (ok, out) = edge_upgrade(&old, &[]).await;
+    assert!(ok, "{out}\n{}", old.process.logs());
+    let new_pid = pid_in_file(&old);
+    assert_ne!(new_pid, old_pid);
+    assert!(out.contains(&format!("PID {new_pid} serves")), "{out}");
+    let code = tokio::task::block_in_place(|| old.process.wait_exit(Duration::from_secs(30)))
+        .expect("the old edge exits after draining");
+    assert_eq!(code, Some(0), "{}", old.process.logs());
+    assert!(
+        get_ok(&old).await,
+        "the successor serves the same listeners"
+    );
+
+    // The successor is not the harness's child: stop it here.
+    let pid = nix::unistd::Pid::from_raw(new_pid);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("stop successor");
+    testkit::eventually("the successor exits", Duration::from_secs(30), || async {
+        nix::sys::signal::kill(pid, None).is_err()
+    })
+    .await
+    .expect("successor stopped");
+}

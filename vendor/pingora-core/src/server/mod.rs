@@ -244,82 +244,97 @@ impl Server {
             .send(ExecutionPhase::Running)
             .ok();
 
-        match run_args.shutdown_signal.recv().await {
-            ShutdownSignal::FastShutdown => {
-                info!("SIGINT received, exiting");
-                ShutdownType::Quick
-            }
-            ShutdownSignal::GracefulTerminate => {
-                // we receive a graceful terminate, all instances are instructed to stop
-                info!("SIGTERM received, gracefully exiting");
-                // graceful shutdown if there are listening sockets
-                info!("Broadcasting graceful shutdown");
-                match self.shutdown_watch.send(true) {
-                    Ok(_) => {
-                        info!("Graceful shutdown started!");
-                    }
-                    Err(e) => {
-                        error!("Graceful shutdown broadcast failed: {e}");
-                    }
+        // PATCH(edge): a loop, so that a graceful upgrade whose successor never takes the
+        // listening sockets leaves this process serving instead of shutting the node down.
+        loop {
+            match run_args.shutdown_signal.recv().await {
+                ShutdownSignal::FastShutdown => {
+                    info!("SIGINT received, exiting");
+                    return ShutdownType::Quick;
                 }
-                info!("Broadcast graceful shutdown complete");
-
-                self.execution_phase_watch
-                    .send(ExecutionPhase::GracefulTerminate)
-                    .ok();
-
-                ShutdownType::Graceful
-            }
-            ShutdownSignal::GracefulUpgrade => {
-                // TODO: still need to select! on signals in case a fast shutdown is needed
-                // aka: move below to another task and only kick it off here
-                info!("SIGQUIT received, sending socks and gracefully exiting");
-
-                self.execution_phase_watch
-                    .send(ExecutionPhase::GracefulUpgradeTransferringFds)
-                    .ok();
-
-                let sent_fds = {
-                    let fds = self.listen_fds();
-                    let fds = fds.lock();
-                    if fds.is_empty() {
-                        info!("No socks to send, shutting down.");
-                        false
-                    } else {
-                        info!("Trying to send socks");
-                        match fds.send_to_sock(self.configuration.as_ref().upgrade_sock.as_str()) {
-                            Ok(_) => {
-                                info!("listener sockets sent");
-                            }
-                            Err(e) => {
-                                error!("Unable to send listener sockets to new process: {e}");
-                                #[cfg(all(not(debug_assertions), feature = "sentry"))]
-                                sentry::capture_error(&e);
-                            }
+                ShutdownSignal::GracefulTerminate => {
+                    // we receive a graceful terminate, all instances are instructed to stop
+                    info!("SIGTERM received, gracefully exiting");
+                    // graceful shutdown if there are listening sockets
+                    info!("Broadcasting graceful shutdown");
+                    match self.shutdown_watch.send(true) {
+                        Ok(_) => {
+                            info!("Graceful shutdown started!");
                         }
-                        true
+                        Err(e) => {
+                            error!("Graceful shutdown broadcast failed: {e}");
+                        }
                     }
-                };
-                if sent_fds {
+                    info!("Broadcast graceful shutdown complete");
+
                     self.execution_phase_watch
-                        .send(ExecutionPhase::GracefulUpgradeCloseTimeout)
+                        .send(ExecutionPhase::GracefulTerminate)
                         .ok();
-                    sleep(Duration::from_secs(CLOSE_TIMEOUT)).await;
+
+                    return ShutdownType::Graceful;
                 }
-                info!("Broadcasting graceful shutdown");
-                // gracefully exiting
-                match self.shutdown_watch.send(true) {
-                    Ok(_) => {
-                        info!("Graceful shutdown started!");
+                ShutdownSignal::GracefulUpgrade => {
+                    // TODO: still need to select! on signals in case a fast shutdown is needed
+                    // aka: move below to another task and only kick it off here
+                    info!("SIGQUIT received, sending socks and gracefully exiting");
+
+                    self.execution_phase_watch
+                        .send(ExecutionPhase::GracefulUpgradeTransferringFds)
+                        .ok();
+
+                    let sent_fds = {
+                        let fds = self.listen_fds();
+                        let fds = fds.lock();
+                        if fds.is_empty() {
+                            info!("No socks to send, shutting down.");
+                            false
+                        } else {
+                            info!("Trying to send socks");
+                            match fds
+                                .send_to_sock(self.configuration.as_ref().upgrade_sock.as_str())
+                            {
+                                Ok(_) => {
+                                    info!("listener sockets sent");
+                                }
+                                Err(e) => {
+                                    // PATCH(edge): nobody took the sockets; upstream went on
+                                    // to shut down, leaving nothing listening.
+                                    error!(
+                                        "Unable to send listener sockets to new process: {e}; \
+                                         upgrade abandoned, this process keeps serving"
+                                    );
+                                    #[cfg(all(not(debug_assertions), feature = "sentry"))]
+                                    sentry::capture_error(&e);
+                                    self.execution_phase_watch
+                                        .send(ExecutionPhase::Running)
+                                        .ok();
+                                    continue;
+                                }
+                            }
+                            true
+                        }
+                    };
+                    if sent_fds {
+                        self.execution_phase_watch
+                            .send(ExecutionPhase::GracefulUpgradeCloseTimeout)
+                            .ok();
+                        sleep(Duration::from_secs(CLOSE_TIMEOUT)).await;
                     }
-                    Err(e) => {
-                        error!("Graceful shutdown broadcast failed: {e}");
-                        // switch to fast shutdown
-                        return ShutdownType::Graceful;
+                    info!("Broadcasting graceful shutdown");
+                    // gracefully exiting
+                    match self.shutdown_watch.send(true) {
+                        Ok(_) => {
+                            info!("Graceful shutdown started!");
+                        }
+                        Err(e) => {
+                            error!("Graceful shutdown broadcast failed: {e}");
+                            // switch to fast shutdown
+                            return ShutdownType::Graceful;
+                        }
                     }
+                    info!("Broadcast graceful shutdown complete");
+                    return ShutdownType::Graceful;
                 }
-                info!("Broadcast graceful shutdown complete");
-                ShutdownType::Graceful
             }
         }
     }
