@@ -390,6 +390,15 @@ pub fn decorate_response(
     }
 }
 
+/// The route's `security_headers` the upstream response does not already carry.
+pub fn add_route_headers(headers: &mut pingora_http::ResponseHeader, route: &Route) {
+    for (name, value) in &route.response_headers {
+        if !headers.headers.contains_key(name) {
+            headers.set(name.as_str(), value.clone());
+        }
+    }
+}
+
 /// The two response header types the paths use (Pingora's keeps header case for h1).
 pub trait ResponseHeaders {
     fn set(&mut self, name: &str, value: HeaderValue);

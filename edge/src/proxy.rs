@@ -11,7 +11,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use bytes::Bytes;
 use gateway_plugins::{ErrorKind, PolicyResponse, Protocol, TlsInfo};
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 use pingora_core::modules::http::grpc_web::{GrpcWeb, GrpcWebBridge};
 use pingora_core::modules::http::HttpModules;
 use pingora_core::protocols::http::HttpTask;
@@ -117,6 +117,11 @@ async fn write_edge_response(
         header.insert_header(http::header::CONTENT_LENGTH, response.body.len())?;
     }
     pipeline::decorate_response(&mut header, snapshot, state, &HeaderMap::new(), protocol);
+    // The edge's own answers are JSON (or gRPC): never to be sniffed as something else.
+    header.insert_header(
+        http::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    )?;
     if close_connection {
         // Pingora writes `connection: close` for HTTP/1.1, so keep-alive clients know
         // before they send another request on a socket about to close.
@@ -542,6 +547,7 @@ impl ProxyHttp for EdgeProxy {
                 &forward.response_headers,
                 ctx.protocol,
             );
+            pipeline::add_route_headers(upstream_response, &forward.route);
         }
         Ok(())
     }

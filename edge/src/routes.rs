@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use gateway_plugins::Chain;
+use http::{HeaderName, HeaderValue};
 
 use crate::config::RouteKind;
 use crate::upstream::Cluster;
@@ -53,6 +54,8 @@ pub struct Route {
     pub cluster: Arc<Cluster>,
     pub chain: Chain,
     pub max_body_bytes: u64,
+    /// `security_headers` of the route, ready to add to upstream responses that lack them.
+    pub response_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl std::fmt::Debug for Route {
@@ -198,6 +201,7 @@ mod tests {
             cluster: cluster(),
             chain: empty_chain(id),
             max_body_bytes: 1024,
+            response_headers: Vec::new(),
         })
     }
 

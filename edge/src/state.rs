@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use arc_swap::ArcSwap;
 use gateway_plugins::client_ip::ClientIpResolver;
 use gateway_plugins::{PolicyRuntime, PolicySet};
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use pingora_core::connectors::http::Connector;
 
 use crate::certs::CertStore;
@@ -93,6 +93,18 @@ impl Snapshot {
                 cluster: cluster.clone(),
                 chain,
                 max_body_bytes: config.body_limit(route),
+                response_headers: route
+                    .security_headers
+                    .headers(route.content_security_policy.as_deref())
+                    .into_iter()
+                    .filter_map(|(name, value)| {
+                        // Validated at load; a value that still does not parse is skipped.
+                        Some((
+                            HeaderName::from_static(name),
+                            HeaderValue::from_str(&value).ok()?,
+                        ))
+                    })
+                    .collect(),
             }));
         }
         if !problems.is_empty() {

@@ -409,3 +409,59 @@ plugins.rate_limits = [{{ key = "ip", requests = 1, per = "1h", budget = "login"
         .expect_err("the HTTP request used the budget's one token");
     assert_eq!(refused.code(), testkit::tonic::Code::ResourceExhausted);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_add_their_security_headers_unless_the_upstream_set_them() {
+    let echo = EchoServer::start().await;
+    let edge = Edge::start(&format!(
+        r#"
+[clusters.echo]
+addresses = ["{echo}"]
+
+[[routes]]
+id = "app"
+path_prefix = "/"
+upstream = "echo"
+security_headers = "browser"
+
+[[routes]]
+id = "api"
+path_prefix = "/api"
+upstream = "echo"
+
+[[routes]]
+id = "raw"
+path_prefix = "/raw"
+upstream = "echo"
+security_headers = "off"
+"#,
+        echo = echo.addr
+    ))
+    .await;
+    for version in [HttpVersion::Http1, HttpVersion::Http2] {
+        let client = edge.client(version);
+        let get = |path: &str| client.get(edge.url(path)).send();
+        let page = get("/index.html").await.expect("page");
+        let h = page.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{version:?}");
+        assert_eq!(h["x-frame-options"], "DENY");
+        assert_eq!(h["referrer-policy"], "strict-origin-when-cross-origin");
+        assert_eq!(h["cross-origin-opener-policy"], "same-origin");
+        let csp = h["content-security-policy"].to_str().expect("ascii");
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+
+        let own = get("/own-csp").await.expect("own");
+        assert_eq!(
+            own.headers()["content-security-policy"],
+            "default-src 'none'"
+        );
+
+        let api = get("/api/records").await.expect("api");
+        assert_eq!(api.headers()["x-content-type-options"], "nosniff");
+        assert!(api.headers().get("content-security-policy").is_none());
+        assert!(api.headers().get("x-frame-options").is_none());
+
+        let raw = get("/raw").await.expect("raw");
+        assert!(raw.headers().get("x-content-type-options").is_none());
+    }
+}

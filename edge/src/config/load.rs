@@ -475,6 +475,19 @@ fn validate_route(
             );
         }
     }
+    if let Some(csp) = &route.content_security_policy {
+        if route.security_headers != super::SecurityHeaders::Browser {
+            add(
+                key.key("content_security_policy"),
+                "only applies with security_headers = \"browser\"".into(),
+            );
+        } else if http::HeaderValue::from_str(csp).is_err() || csp.trim().is_empty() {
+            add(
+                key.key("content_security_policy"),
+                "is not a valid header value".into(),
+            );
+        }
+    }
     if route.max_request_body_bytes == Some(0) {
         add(
             key.key("max_request_body_bytes"),

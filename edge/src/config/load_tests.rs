@@ -220,6 +220,35 @@ plugins.rate_limits = [{second}]
 }
 
 #[test]
+fn a_content_security_policy_needs_the_browser_preset_and_a_valid_value() {
+    let route = |extra: &str| {
+        format!(
+            "[clusters.a]\naddresses = [\"127.0.0.1:1\"]\n\n[[routes]]\nid = \"app\"\nupstream = \"a\"\n{extra}\n"
+        )
+    };
+    load(&route(
+        "security_headers = \"browser\"\ncontent_security_policy = \"default-src 'self'\"",
+    ))
+    .expect("browser with a CSP");
+    let err =
+        load(&route("content_security_policy = \"default-src 'self'\"")).expect_err("api preset");
+    assert_eq!(
+        err.problems[0].key, "routes[0].content_security_policy",
+        "{err}"
+    );
+    let err = load(&route(
+        "security_headers = \"browser\"\ncontent_security_policy = \"a\\nb\"",
+    ))
+    .expect_err("newline");
+    assert!(
+        err.to_string().contains("not a valid header value"),
+        "{err}"
+    );
+    let err = load(&route("security_headers = \"kiosk\"")).expect_err("unknown preset");
+    assert_eq!(err.problems[0].key, "routes[0].security_headers", "{err}");
+}
+
+#[test]
 fn host_patterns() {
     for ok in [
         "example.com",

@@ -279,7 +279,7 @@ pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
 
 /// An HTTP/1.1 upstream that echoes what it received as JSON. Paths:
 /// `/slow/<ms>/...` waits before answering; `/status/<code>` answers that status;
-/// `/bytes/<n>` answers `n` bytes of `b`.
+/// `/bytes/<n>` answers `n` bytes of `b`; `/own-csp` sets its own content-security-policy.
 pub struct EchoServer {
     pub addr: SocketAddr,
     /// Requests that reached the server (counted before any `/slow` wait).
@@ -361,6 +361,12 @@ async fn echo(
             return Ok(hyper::Response::builder()
                 .header("content-type", "application/octet-stream")
                 .body(Full::new(Bytes::from(vec![b'b'; n])))
+                .unwrap());
+        }
+        Some("own-csp") => {
+            return Ok(hyper::Response::builder()
+                .header("content-security-policy", "default-src 'none'")
+                .body(Full::new(Bytes::from_static(b"{}")))
                 .unwrap());
         }
         Some("status") => {
