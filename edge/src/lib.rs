@@ -15,6 +15,7 @@ mod connections;
 mod front;
 mod h3;
 mod metrics;
+mod outlier;
 mod pipeline;
 mod proxy;
 mod reload;

@@ -18,6 +18,7 @@ pub struct EdgeMetrics {
     pub upstream_errors: IntCounterVec,
     pub upstream_connections: IntCounterVec,
     pub upstream_backend_healthy: IntGaugeVec,
+    pub upstream_ejections: IntCounterVec,
     pub downstream_connections: IntGaugeVec,
     pub tls_handshakes: IntCounterVec,
     pub tls_handshake_failures: IntCounterVec,
@@ -142,6 +143,12 @@ impl EdgeMetrics {
                 "edge_upstream_connections_total",
                 "Upstream connections used, by whether they were reused from the pool",
                 &["cluster", "reused"],
+            ),
+            upstream_ejections: counter(
+                r,
+                "edge_upstream_ejections_total",
+                "Backends taken out of rotation by outlier detection (consecutive failures)",
+                &["cluster", "backend"],
             ),
             upstream_backend_healthy: gauge(
                 r,

@@ -278,6 +278,7 @@ pub fn cluster_health(snapshot: &Snapshot) -> (bool, serde_json::Value) {
             serde_json::json!({
                 "status": if up { "up" } else { "down" },
                 "healthyBackends": health.healthy_backends,
+                "ejectedBackends": health.ejected_backends,
                 "backends": health.backends,
             }),
         );

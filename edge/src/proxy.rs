@@ -41,6 +41,8 @@ pub struct RequestCtx {
     in_flight: Option<InFlight>,
     /// This request's place under its cluster's `max_concurrent_requests`.
     cluster_slot: Option<ClusterSlot>,
+    /// The current backend's outcome went to outlier detection already.
+    outcome_recorded: bool,
     /// Backend indices this request already tried (retries go elsewhere).
     tried: Vec<usize>,
     retries_left: u32,
@@ -65,6 +67,29 @@ pub type EdgeHttpProxy = HttpProxy<EdgeProxy>;
 impl EdgeProxy {
     pub fn new(state: Arc<EdgeState>, connections: Arc<ConnectionGate>) -> Self {
         Self { state, connections }
+    }
+
+    /// Tells outlier detection how the current backend did, once per attempt.
+    fn record_outcome(&self, ctx: &mut RequestCtx, failed: bool) {
+        if ctx.outcome_recorded {
+            return;
+        }
+        let (Some(forward), Some(in_flight)) = (ctx.forward.as_ref(), ctx.in_flight.as_ref())
+        else {
+            return;
+        };
+        ctx.outcome_recorded = true;
+        let cluster = &forward.route.cluster;
+        if cluster
+            .record_outcome(in_flight.backend(), failed)
+            .is_some()
+        {
+            self.state
+                .metrics
+                .upstream_ejections
+                .with_label_values(&[&*cluster.name, &in_flight.backend().label])
+                .inc();
+        }
     }
 }
 
@@ -271,6 +296,7 @@ impl ProxyHttp for EdgeProxy {
             route_id: None,
             in_flight: None,
             cluster_slot: None,
+            outcome_recorded: false,
             tried: Vec::new(),
             retries_left: 0,
             body_bytes: 0,
@@ -419,6 +445,7 @@ impl ProxyHttp for EdgeProxy {
         }
         // The previous attempt's backend is no longer this request's.
         ctx.in_flight = None;
+        ctx.outcome_recorded = false;
         match cluster.select(&ctx.tried) {
             Some((index, in_flight)) => {
                 ctx.tried.push(index);
@@ -478,6 +505,7 @@ impl ProxyHttp for EdgeProxy {
                 .inc();
         }
         ctx.failure = Some("connect");
+        self.record_outcome(ctx, true);
         // Retry elsewhere only when repeating the request is harmless and nothing of a
         // request body has been consumed.
         let alternative = ctx
@@ -549,6 +577,7 @@ impl ProxyHttp for EdgeProxy {
             );
             pipeline::add_route_headers(upstream_response, &forward.route);
         }
+        self.record_outcome(ctx, upstream_response.status.is_server_error());
         Ok(())
     }
 
@@ -641,6 +670,13 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
+        // A backend that never answered (timeout, broken response) failed this request.
+        if matches!(
+            ctx.failure,
+            Some("upstream_timeout" | "upstream_error" | "upstream_unreachable")
+        ) {
+            self.record_outcome(ctx, true);
+        }
         ctx.in_flight.take();
         let status = session
             .response_written()

@@ -21,6 +21,7 @@ use pingora_http::RequestHeader;
 
 use crate::config::{Balance, ClusterConfig, HealthCheckConfig, HealthCheckKind};
 use crate::metrics::EdgeMetrics;
+use crate::outlier::{self, Outcome, OutlierState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -47,6 +48,8 @@ pub struct Backend {
     consecutive_ok: AtomicU32,
     consecutive_fail: AtomicU32,
     in_flight: AtomicUsize,
+    /// Passive ejection by what real requests see (`outlier.rs`).
+    outlier: OutlierState,
 }
 
 impl Backend {
@@ -110,6 +113,8 @@ impl Drop for ClusterSlot {
 #[derive(Debug, Clone, serde::Serialize, PartialEq, Eq)]
 pub struct ClusterHealth {
     pub healthy_backends: usize,
+    /// Backends taken out by outlier detection right now (healthy or not).
+    pub ejected_backends: usize,
     pub backends: usize,
     /// False until every backend has been checked once (clusters without checks: true).
     pub checked: bool,
@@ -168,6 +173,7 @@ impl Cluster {
                     consecutive_ok: AtomicU32::new(0),
                     consecutive_fail: AtomicU32::new(0),
                     in_flight: AtomicUsize::new(0),
+                    outlier: OutlierState::default(),
                 }));
             }
         }
@@ -195,13 +201,20 @@ impl Cluster {
         self.requests.load(Ordering::Acquire)
     }
 
-    /// Picks a healthy backend not in `exclude` (indices already tried by this request).
+    /// Picks a healthy backend not in `exclude` (indices already tried by this request),
+    /// skipping ejected outliers unless only they are left.
     pub fn select(&self, exclude: &[usize]) -> Option<(usize, InFlight)> {
+        let now = outlier::now_ms();
+        let any_in_rotation =
+            self.backends.iter().enumerate().any(|(i, b)| {
+                b.is_healthy() && !b.outlier.is_ejected(now) && !exclude.contains(&i)
+            });
         let candidates = || {
-            self.backends
-                .iter()
-                .enumerate()
-                .filter(|(i, b)| b.is_healthy() && !exclude.contains(i))
+            self.backends.iter().enumerate().filter(move |(i, b)| {
+                b.is_healthy()
+                    && !exclude.contains(i)
+                    && (!any_in_rotation || !b.outlier.is_ejected(now))
+            })
         };
         let chosen = match self.config.balance {
             Balance::RoundRobin => {
@@ -230,6 +243,37 @@ impl Cluster {
         ))
     }
 
+    /// Feeds one request's outcome on `backend` to outlier detection; `Some(period)` when
+    /// it got the backend ejected.
+    pub fn record_outcome(&self, backend: &Backend, failed: bool) -> Option<Duration> {
+        if !failed {
+            backend.outlier.record_success();
+            return None;
+        }
+        let now = outlier::now_ms();
+        let config = &self.config.outlier_detection;
+        let outcome = backend.outlier.record_failure(config, now, || {
+            let ejected = self
+                .backends
+                .iter()
+                .filter(|b| b.outlier.is_ejected(now))
+                .count();
+            let available = self
+                .backends
+                .iter()
+                .filter(|b| b.is_healthy() && !b.outlier.is_ejected(now))
+                .count();
+            outlier::may_eject(config, self.backends.len(), ejected, available)
+        });
+        match outcome {
+            Outcome::Ejected(period) => {
+                tracing::warn!(cluster = %self.name, backend = %backend.label, ?period, "backend ejected after consecutive failures");
+                Some(period)
+            }
+            Outcome::Unchanged => None,
+        }
+    }
+
     /// Whether a retry could go to a healthy backend this request has not tried yet.
     pub fn has_untried_backend(&self, tried: &[usize]) -> bool {
         self.backends
@@ -239,7 +283,13 @@ impl Cluster {
     }
 
     pub fn health(&self) -> ClusterHealth {
+        let now = outlier::now_ms();
         ClusterHealth {
+            ejected_backends: self
+                .backends
+                .iter()
+                .filter(|b| b.outlier.is_ejected(now))
+                .count(),
             healthy_backends: self.backends.iter().filter(|b| b.is_healthy()).count(),
             backends: self.backends.len(),
             checked: self

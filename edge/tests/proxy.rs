@@ -418,6 +418,8 @@ async fn connect_failures_are_retried_on_another_backend() {
 [clusters.mixed]
 addresses = ["127.0.0.1:{closed}", "{echo}"]
 retries = 1
+# Retries are under test: outlier ejection would take the dead backend out after 5 tries.
+outlier_detection = {{ consecutive_failures = 0 }}
 
 [[routes]]
 id = "mixed"

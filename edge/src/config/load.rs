@@ -322,6 +322,19 @@ fn validate(config: &EdgeConfig, problems: &Problems<'_>) -> Vec<ConfigProblem> 
         if cluster.max_h2_streams == 0 {
             add(key.key("max_h2_streams"), "must be at least 1".into());
         }
+        let outlier = &cluster.outlier_detection;
+        if outlier.max_ejected_percent > 100 {
+            add(
+                key.key("outlier_detection").key("max_ejected_percent"),
+                "is a percentage (0 to 100)".into(),
+            );
+        }
+        if outlier.base_ejection.is_zero() || outlier.max_ejection < outlier.base_ejection {
+            add(
+                key.key("outlier_detection").key("max_ejection"),
+                "needs 0 < base_ejection <= max_ejection".into(),
+            );
+        }
         if cluster.max_concurrent_requests == 0 {
             add(
                 key.key("max_concurrent_requests"),

@@ -421,6 +421,9 @@ pub struct ClusterConfig {
     /// `Retry-After` at once instead of queueing.
     #[serde(default = "defaults::max_concurrent_requests")]
     pub max_concurrent_requests: usize,
+    /// Passive outlier ejection (`outlier.rs`); `consecutive_failures = 0` turns it off.
+    #[serde(default)]
+    pub outlier_detection: OutlierConfig,
     /// SNI and verification name for TLS backends (defaults to the address's host).
     #[serde(default)]
     pub tls_server_name: Option<String>,
@@ -443,6 +446,34 @@ pub enum HealthCheckKind {
     Grpc,
     /// A TCP connect succeeds.
     Tcp,
+}
+
+/// `[clusters.<name>.outlier_detection]`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutlierConfig {
+    /// Failures in a row (5xx, connect failure, timeout) that eject a backend; 0 = never.
+    #[serde(default = "defaults::outlier_failures")]
+    pub consecutive_failures: u32,
+    /// First ejection; each further one in a row doubles it.
+    #[serde(default = "defaults::outlier_base", with = "humantime_serde")]
+    pub base_ejection: Duration,
+    #[serde(default = "defaults::outlier_max", with = "humantime_serde")]
+    pub max_ejection: Duration,
+    /// At most this share of the cluster's backends out at once (at least one may be).
+    #[serde(default = "defaults::outlier_percent")]
+    pub max_ejected_percent: u8,
+}
+
+impl Default for OutlierConfig {
+    fn default() -> Self {
+        Self {
+            consecutive_failures: defaults::outlier_failures(),
+            base_ejection: defaults::outlier_base(),
+            max_ejection: defaults::outlier_max(),
+            max_ejected_percent: defaults::outlier_percent(),
+        }
+    }
 }
 
 /// `[clusters.<name>.health_check]`
@@ -750,6 +781,18 @@ mod defaults {
     }
     pub fn max_concurrent_requests() -> usize {
         1_000
+    }
+    pub fn outlier_failures() -> u32 {
+        5
+    }
+    pub fn outlier_base() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn outlier_max() -> Duration {
+        Duration::from_secs(300)
+    }
+    pub fn outlier_percent() -> u8 {
+        50
     }
     pub fn quic_idle_timeout() -> Duration {
         Duration::from_secs(30)

@@ -1,0 +1,162 @@
+//! Passive outlier ejection against real backends: one that answers 500 to everything and
+//! the echo server.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{EchoServer, Edge};
+use testkit::HttpVersion;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// An HTTP/1.1 backend that answers `500` to every request (keep-alive), counting them.
+struct FailingServer {
+    addr: std::net::SocketAddr,
+    received: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FailingServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FailingServer {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let received = Arc::new(AtomicUsize::new(0));
+        let counter = received.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while let Ok(n) = stream.read(&mut chunk).await {
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        // GETs only: every header block ends one request.
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buf.drain(..end + 4);
+                            counter.fetch_add(1, Ordering::SeqCst);
+                            let reply =
+                                b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n";
+                            if stream.write_all(reply).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            received,
+            task,
+        }
+    }
+}
+
+fn config(addresses: &[String], outlier: &str) -> String {
+    format!(
+        r#"
+[clusters.app]
+addresses = {addresses:?}
+outlier_detection = {{ {outlier} }}
+
+[[routes]]
+id = "app"
+path_prefix = "/"
+upstream = "app"
+"#
+    )
+}
+
+async fn statuses(edge: &Edge, count: usize) -> Vec<u16> {
+    let client = edge.client(HttpVersion::Http1);
+    let mut out = Vec::new();
+    for _ in 0..count {
+        let response = client.get(edge.url("/ping")).send().await.expect("request");
+        out.push(response.status().as_u16());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_failing_in_a_row_is_ejected_then_probed_back_and_ejected_longer() {
+    let echo = EchoServer::start().await;
+    let failing = FailingServer::start().await;
+    let edge = Edge::start(&config(
+        &[echo.addr.to_string(), failing.addr.to_string()],
+        r#"consecutive_failures = 2, base_ejection = "1s", max_ejection = "1m""#,
+    ))
+    .await;
+    edge.wait_ready().await;
+
+    let seen = statuses(&edge, 12).await;
+    assert_eq!(
+        seen.iter().filter(|s| **s == 500).count(),
+        2,
+        "two failures in a row eject it: {seen:?}"
+    );
+    assert_eq!(failing.received.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        edge.counter("edge_upstream_ejections_total", &["cluster=\"app\""])
+            .await,
+        1.0
+    );
+    let (_, health) = edge.admin_get("/healthz").await;
+    let health: serde_json::Value = serde_json::from_str(&health).expect("json");
+    assert_eq!(health["clusters"]["app"]["ejectedBackends"], 1, "{health}");
+
+    // After the 1 s ejection it gets traffic again; one more failure ejects it for 2 s.
+    testkit::eventually(
+        "the ejected backend is probed again",
+        Duration::from_secs(20),
+        || async {
+            statuses(&edge, 1).await;
+            failing.received.load(Ordering::SeqCst) >= 3
+        },
+    )
+    .await
+    .expect("probe");
+    assert_eq!(
+        failing.received.load(Ordering::SeqCst),
+        3,
+        "one probe, not two"
+    );
+    assert_eq!(
+        edge.counter("edge_upstream_ejections_total", &["cluster=\"app\""])
+            .await,
+        2.0
+    );
+    assert!(statuses(&edge, 6).await.iter().all(|s| *s == 200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_backend_is_never_ejected() {
+    let failing = FailingServer::start().await;
+    let edge = Edge::start(&config(
+        &[failing.addr.to_string()],
+        r#"consecutive_failures = 2"#,
+    ))
+    .await;
+    let seen = statuses(&edge, 6).await;
+    assert!(
+        seen.iter().all(|s| *s == 500),
+        "answered by it, not refused: {seen:?}"
+    );
+    assert_eq!(failing.received.load(Ordering::SeqCst), 6);
+    assert_eq!(
+        edge.counter("edge_upstream_ejections_total", &[]).await,
+        0.0
+    );
+}
