@@ -10,6 +10,7 @@ mod access_log;
 mod admin;
 mod admin_guard;
 mod certs;
+mod compression;
 mod config;
 mod connections;
 mod front;

@@ -19,6 +19,7 @@ pub struct EdgeMetrics {
     pub upstream_connections: IntCounterVec,
     pub upstream_backend_healthy: IntGaugeVec,
     pub upstream_ejections: IntCounterVec,
+    pub compression_bytes: IntCounterVec,
     pub downstream_connections: IntGaugeVec,
     pub tls_handshakes: IntCounterVec,
     pub tls_handshake_failures: IntCounterVec,
@@ -143,6 +144,12 @@ impl EdgeMetrics {
                 "edge_upstream_connections_total",
                 "Upstream connections used, by whether they were reused from the pool",
                 &["cluster", "reused"],
+            ),
+            compression_bytes: counter(
+                r,
+                "edge_response_compression_bytes_total",
+                "Response bytes through the compressor, by algorithm and side (in, out)",
+                &["algorithm", "direction"],
             ),
             upstream_ejections: counter(
                 r,

@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use gateway_plugins::{ErrorKind, PolicyResponse, Protocol, TlsInfo};
 use http::{HeaderMap, HeaderValue};
+use pingora_core::modules::http::compression::ResponseCompressionBuilder;
 use pingora_core::modules::http::grpc_web::{GrpcWeb, GrpcWebBridge};
 use pingora_core::modules::http::HttpModules;
 use pingora_core::protocols::http::HttpTask;
@@ -311,6 +312,10 @@ impl ProxyHttp for EdgeProxy {
     fn init_downstream_modules(&self, modules: &mut HttpModules) {
         // grpc-web (HTTP/1.1 browsers) is bridged to gRPC over h2 upstreams.
         modules.add_module(Box::new(GrpcWeb));
+        // On per route in request_filter (compression.rs).
+        modules.add_module(ResponseCompressionBuilder::enable(
+            crate::compression::MODULE_LEVEL,
+        ));
     }
 
     async fn early_request_filter(
@@ -321,6 +326,17 @@ impl ProxyHttp for EdgeProxy {
         crate::front::header_received();
         if let Some(bridge) = session.downstream_modules_ctx.get_mut::<GrpcWebBridge>() {
             bridge.init();
+        }
+        // Before the compression module reads it (it ignores q-values).
+        let ordered = session
+            .req_header()
+            .headers
+            .get(http::header::ACCEPT_ENCODING)
+            .and_then(crate::compression::order_accept_encoding);
+        if let Some(ordered) = ordered {
+            session
+                .req_header_mut()
+                .insert_header(http::header::ACCEPT_ENCODING, ordered)?;
         }
         Ok(())
     }
@@ -358,6 +374,7 @@ impl ProxyHttp for EdgeProxy {
         };
         let result = match admission {
             Admission::Answer(answer) => {
+                crate::compression::for_route(session, None, false);
                 ctx.answered = Some(answer.reason);
                 ctx.route_id = answer.route.as_ref().map(|r| r.id.clone());
                 // An unread request body would be parsed as the next request: close instead.
@@ -379,6 +396,11 @@ impl ProxyHttp for EdgeProxy {
                 Ok(true)
             }
             Admission::Forward(forward) => {
+                crate::compression::for_route(
+                    session,
+                    forward.route.compression.as_ref(),
+                    forward.grpc,
+                );
                 ctx.route_id = Some(forward.route.id.clone());
                 ctx.retries_left = forward.route.cluster.config.retries;
                 ctx.forward = Some(forward);
@@ -563,10 +585,17 @@ impl ProxyHttp for EdgeProxy {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        if let Some(forward) = ctx.forward.as_ref() {
+            crate::compression::for_response(
+                session,
+                forward.route.compression.as_ref(),
+                upstream_response,
+            );
+        }
         if let (Some(snapshot), Some(forward)) = (ctx.snapshot.as_ref(), ctx.forward.as_ref()) {
             pipeline::decorate_response(
                 upstream_response,
@@ -678,6 +707,7 @@ impl ProxyHttp for EdgeProxy {
             self.record_outcome(ctx, true);
         }
         ctx.in_flight.take();
+        crate::compression::observe(session, &self.state.metrics);
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())

@@ -56,6 +56,8 @@ pub struct Route {
     pub max_body_bytes: u64,
     /// `security_headers` of the route, ready to add to upstream responses that lack them.
     pub response_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Response compression, when the route turns it on.
+    pub compression: Option<crate::config::CompressionConfig>,
 }
 
 impl std::fmt::Debug for Route {
@@ -202,6 +204,7 @@ mod tests {
             chain: empty_chain(id),
             max_body_bytes: 1024,
             response_headers: Vec::new(),
+            compression: None,
         })
     }
 

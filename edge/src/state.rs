@@ -105,6 +105,7 @@ impl Snapshot {
                         ))
                     })
                     .collect(),
+                compression: route.compression.clone().filter(|c| c.enabled),
             }));
         }
         if !problems.is_empty() {

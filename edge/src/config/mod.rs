@@ -542,6 +542,42 @@ pub struct RouteConfig {
     /// The `content-security-policy` of a `browser` route (a strict same-origin default).
     #[serde(default)]
     pub content_security_policy: Option<String>,
+    /// Response compression (gzip, brotli, zstd by `Accept-Encoding`); off when absent.
+    #[serde(default)]
+    pub compression: Option<CompressionConfig>,
+}
+
+/// `routes[].compression`: Pingora's compression module, per route.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressionConfig {
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+    /// Responses announcing fewer bytes (`content-length`) are sent as they are.
+    #[serde(default = "defaults::compression_min_size")]
+    pub min_size: u64,
+    /// Media types to compress; an entry ending in `/` is a prefix (`text/`).
+    #[serde(default = "defaults::compression_types")]
+    pub content_types: Vec<String>,
+}
+
+impl CompressionConfig {
+    /// Whether a response of this `content-type` may be compressed.
+    pub fn compresses(&self, content_type: &str) -> bool {
+        let media = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        self.content_types.iter().any(|t| {
+            if t.ends_with('/') {
+                media.starts_with(t.as_str())
+            } else {
+                media == *t
+            }
+        })
+    }
 }
 
 /// Presets of `routes[].security_headers`; each header is added only when the upstream's
@@ -781,6 +817,22 @@ mod defaults {
     }
     pub fn max_concurrent_requests() -> usize {
         1_000
+    }
+    pub fn compression_min_size() -> u64 {
+        1024
+    }
+    pub fn compression_types() -> Vec<String> {
+        [
+            "text/",
+            "application/json",
+            "application/javascript",
+            "application/xml",
+            "application/manifest+json",
+            "application/wasm",
+            "image/svg+xml",
+        ]
+        .map(String::from)
+        .to_vec()
     }
     pub fn outlier_failures() -> u32 {
         5

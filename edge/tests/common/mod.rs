@@ -279,7 +279,8 @@ pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
 
 /// An HTTP/1.1 upstream that echoes what it received as JSON. Paths:
 /// `/slow/<ms>/...` waits before answering; `/status/<code>` answers that status;
-/// `/bytes/<n>` answers `n` bytes of `b`; `/own-csp` sets its own content-security-policy.
+/// `/bytes/<n>` answers `n` bytes of `b`; `/text/<n>` `n` bytes of text/plain; `/range` a
+/// 206 with content-range; `/own-csp` sets its own content-security-policy.
 pub struct EchoServer {
     pub addr: SocketAddr,
     /// Requests that reached the server (counted before any `/slow` wait).
@@ -361,6 +362,22 @@ async fn echo(
             return Ok(hyper::Response::builder()
                 .header("content-type", "application/octet-stream")
                 .body(Full::new(Bytes::from(vec![b'b'; n])))
+                .unwrap());
+        }
+        Some("text") => {
+            let n: usize = segments.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+            let text: String = "vinyl record ".repeat(n / 13 + 1)[..n].to_string();
+            return Ok(hyper::Response::builder()
+                .header("content-type", "text/plain; charset=utf-8")
+                .body(Full::new(Bytes::from(text)))
+                .unwrap());
+        }
+        Some("range") => {
+            return Ok(hyper::Response::builder()
+                .status(206)
+                .header("content-type", "text/plain")
+                .header("content-range", "bytes 0-4095/8192")
+                .body(Full::new(Bytes::from(vec![b'r'; 4096])))
                 .unwrap());
         }
         Some("own-csp") => {
