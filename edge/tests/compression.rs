@@ -4,12 +4,10 @@
 mod common;
 
 use std::io::Read;
-use std::net::SocketAddr;
 
 use bytes::Bytes;
 use common::{EchoServer, Edge, EdgeOptions};
 use http::HeaderMap;
-use perf::h3client::H3Connection;
 use testkit::HttpVersion;
 
 const BODY_BYTES: usize = 20_000;
@@ -53,12 +51,7 @@ async fn get_all(edge: &Edge, path: &str, accept: &str) -> Vec<(&'static str, He
         let headers = response.headers().clone();
         out.push((name, headers, response.bytes().await.expect("body")));
     }
-    let addr: SocketAddr = format!("127.0.0.1:{}", edge.https_port)
-        .parse()
-        .expect("addr");
-    let h3 = H3Connection::connect(addr, "localhost", Some(&edge.pki.ca_path()))
-        .await
-        .expect("h3 connect");
+    let h3 = edge.h3().await;
     let response = h3
         .get(path, &[("accept-encoding", accept)])
         .await

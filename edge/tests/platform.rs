@@ -4,11 +4,9 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::{Edge, EdgeOptions};
-use perf::h3client::H3Connection;
 use record_proto::records::records_service_client::RecordsServiceClient;
 use record_proto::records::{CreateRecordRequest, ListRecordsRequest, RecordFields};
 use serde_json::json;
@@ -245,12 +243,7 @@ async fn login_then_records_work_over_h1_h2_h3_and_grpc() {
     assert_eq!(created["userId"], me["id"], "{created} vs {me}");
 
     // Search over h3.
-    let addr: SocketAddr = format!("127.0.0.1:{}", edge.https_port)
-        .parse()
-        .expect("addr");
-    let h3 = H3Connection::connect(addr, "localhost", Some(&edge.pki.ca_path()))
-        .await
-        .expect("h3 connect");
+    let h3 = edge.h3().await;
     let found = h3
         .get("/api/records/search?q=aphex", &[("authorization", &bearer)])
         .await

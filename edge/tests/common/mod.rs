@@ -204,6 +204,14 @@ impl Edge {
         format!("http://127.0.0.1:{}{path}", self.admin_port)
     }
 
+    /// An HTTP/3 connection (the suite's quiche client) to this edge, trusting its CA.
+    pub async fn h3(&self) -> perf::h3client::H3Connection {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.https_port));
+        perf::h3client::H3Connection::connect(addr, "localhost", Some(&self.pki.ca_path()))
+            .await
+            .expect("h3 connect")
+    }
+
     pub fn client(&self, version: HttpVersion) -> reqwest::Client {
         testkit::https_client(&self.pki.ca_cert_pem, version).expect("client")
     }
