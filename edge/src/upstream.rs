@@ -811,4 +811,34 @@ mod tests {
         // truncated
         assert_eq!(grpc_health_status(&[0, 0, 0, 0, 9, 0x08]), None);
     }
+
+    /// A backend's reply with a field whose length is u64::MAX: the skip `used + length`
+    /// overflowed (a panic in the health-check task in debug builds, a wrapped offset in
+    /// release ones). Found by the `health_reply` fuzz target's property test.
+    #[test]
+    fn a_health_reply_with_an_overflowing_field_length_is_refused() {
+        let mut message = vec![0x12]; // field 2, length-delimited
+        message.extend([0xff; 9]); // varint u64::MAX ...
+        message.push(0x01);
+        let mut frame = vec![0, 0, 0, 0, message.len() as u8];
+        frame.extend(&message);
+        assert_eq!(grpc_health_status(&frame), None);
+    }
+
+    /// Fields a newer HealthCheckResponse may carry (numbers from 16 need a two-byte tag;
+    /// fixed64 and fixed32 values are not varints) are skipped, and the status after them
+    /// is still read.
+    #[test]
+    fn unknown_fields_of_every_wire_type_are_skipped() {
+        let message = [
+            0x80, 0x01, 0x07, // field 16, varint 7
+            0x19, 1, 2, 3, 4, 5, 6, 7, 8, // field 3, fixed64
+            0x25, 1, 2, 3, 4, // field 4, fixed32
+            0x2a, 0x02, 0x08, 0x02, // field 5, length-delimited (looks like status 2)
+            0x08, 0x01, // status: SERVING
+        ];
+        let mut frame = vec![0, 0, 0, 0, message.len() as u8];
+        frame.extend(message);
+        assert_eq!(grpc_health_status(&frame), Some(1));
+    }
 }
