@@ -629,27 +629,37 @@ fn encode_varint(mut value: u64, out: &mut Vec<u8>) {
 }
 
 /// The `status` field of a gRPC-framed `HealthCheckResponse` (absent field = 0 = UNKNOWN).
+/// Every length in the reply is the backend's word, so each one is checked before it is
+/// added to an offset; unknown fields of any wire type are skipped (protobuf encoding:
+/// a tag is a varint of field number and wire type).
 fn grpc_health_status(framed: &[u8]) -> Option<u64> {
     let header = framed.get(..5)?;
     if header[0] != 0 {
         return None;
     }
-    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
-    let mut message = framed.get(5..5 + len)?;
+    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+    let end = usize::try_from(len).ok()?.checked_add(5)?;
+    let mut message = framed.get(5..end)?;
     let mut status = 0;
-    while let Some((&tag, rest)) = message.split_first() {
-        message = rest;
-        let wire_type = tag & 0x07;
-        let (value, used) = decode_varint(message)?;
-        match (tag >> 3, wire_type) {
+    while !message.is_empty() {
+        let (tag, used) = decode_varint(message)?;
+        message = &message[used..];
+        let skip = match (tag >> 3, tag & 0x07) {
             (1, 0) => {
+                let (value, used) = decode_varint(message)?;
                 status = value;
-                message = &message[used..];
+                used
             }
-            (_, 0) => message = &message[used..],
-            (_, 2) => message = message.get(used + value as usize..)?,
+            (_, 0) => decode_varint(message)?.1,
+            (_, 1) => 8,
+            (_, 2) => {
+                let (length, used) = decode_varint(message)?;
+                usize::try_from(length).ok()?.checked_add(used)?
+            }
+            (_, 5) => 4,
             _ => return None,
-        }
+        };
+        message = message.get(skip..)?;
     }
     Some(status)
 }
