@@ -53,6 +53,10 @@ impl ClientIpResolver {
             .collect();
         for line in lines.iter().rev() {
             for entry in line.split(|b| *b == b',').rev() {
+                // RFC 9110 §5.6.1.2: empty list elements are ignored, not garbage.
+                if entry.iter().all(|b| *b == b' ' || *b == b'\t') {
+                    continue;
+                }
                 match parse_forwarded_ip(entry) {
                     Some(ip) => {
                         client = ip;
@@ -155,6 +159,13 @@ mod tests {
         let r = resolver(&["10.0.0.0/8"]);
         let headers = xff(&["198.51.100.7, not-an-ip, 10.0.0.9"]);
         assert_eq!(r.resolve(peer("10.0.0.1"), &headers), ip("10.0.0.9"));
+    }
+
+    #[test]
+    fn empty_list_elements_are_skipped_not_garbage() {
+        let r = resolver(&["10.0.0.0/8"]);
+        let headers = xff(&["198.51.100.7, ,10.0.0.5,", ""]);
+        assert_eq!(r.resolve(peer("10.0.0.1"), &headers), ip("198.51.100.7"));
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub mod cors;
 pub mod decision;
 mod error;
 pub mod error_shape;
+#[doc(hidden)]
+pub mod fuzz_support;
 pub mod identity;
 pub mod jwt;
 pub mod metrics;

@@ -201,7 +201,7 @@ async fn fetch_jwks(jwks: &JwksSource) -> Result<HashMap<String, Arc<KeyEntry>>,
 
 /// Parses a JWKS document, keeping only keys we may verify with. Unusable entries are
 /// skipped (and logged), not fatal: one odd key must not take the others down with it.
-fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Arc<KeyEntry>>, JwksError> {
+pub(super) fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Arc<KeyEntry>>, JwksError> {
     #[derive(Deserialize)]
     struct Document {
         keys: Vec<serde_json::Value>,

@@ -16,6 +16,7 @@
 
 mod bearer;
 mod cache;
+pub(crate) mod fuzz_support;
 mod keys;
 mod verify;
 

@@ -119,6 +119,23 @@ impl TestKey {
         jsonwebtoken::encode(&header, &claims.0, &self.encoding).expect("signing")
     }
 
+    /// Signs any JOSE header and payload (both as written, not normalised) with this key
+    /// and its algorithm, whatever the header claims: the property tests' hostile tokens.
+    pub fn sign_raw(&self, header: &[u8], payload: &[u8]) -> String {
+        let signing_input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(payload)
+        );
+        let signature = jsonwebtoken::crypto::sign(
+            signing_input.as_bytes(),
+            &self.encoding,
+            self.jsonwebtoken_alg(),
+        )
+        .expect("signing");
+        format!("{signing_input}.{signature}")
+    }
+
     /// The public JWK as bytes, one of the "secrets" a key-confusion attacker tries.
     pub fn public_jwk_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(&self.jwk).expect("jwk json")
