@@ -18,7 +18,7 @@ const CONNECTION_SPECIFIC: [&str; 6] = [
 
 /// HTTP/3 request headers -> a Pingora request header (RFC 9114 section 4.3.1). `Host`
 /// is filled from `:authority` so routing and h1 upstreams see the same thing on every
-/// protocol.
+/// protocol. A malformed request (section 4.1.2) is an `Err` naming the rule it breaks.
 pub fn request_from_h3(headers: &[Header]) -> Result<RequestHeader, &'static str> {
     let mut method = None;
     let mut path = None;
@@ -26,13 +26,25 @@ pub fn request_from_h3(headers: &[Header]) -> Result<RequestHeader, &'static str
     let mut scheme = None;
     let mut regular = Vec::with_capacity(headers.len());
     for header in headers {
-        match header.name() {
-            b":method" => method = Some(header.value()),
-            b":path" => path = Some(header.value()),
-            b":authority" => authority = Some(header.value()),
-            b":scheme" => scheme = Some(header.value()),
-            name if name.starts_with(b":") => return Err("unknown pseudo-header"),
-            name => regular.push((name, header.value())),
+        let name = header.name();
+        if !name.starts_with(b":") {
+            regular.push((name, header.value()));
+            continue;
+        }
+        // Section 4.3: pseudo-header fields come before every regular field, each once;
+        // a second `:path` would leave "which one was routed" to the implementation.
+        if !regular.is_empty() {
+            return Err("pseudo-header after a regular header");
+        }
+        let slot = match name {
+            b":method" => &mut method,
+            b":path" => &mut path,
+            b":authority" => &mut authority,
+            b":scheme" => &mut scheme,
+            _ => return Err("unknown pseudo-header"),
+        };
+        if slot.replace(header.value()).is_some() {
+            return Err("duplicate pseudo-header");
         }
     }
     let method = method.ok_or("missing :method")?;
@@ -46,7 +58,7 @@ pub fn request_from_h3(headers: &[Header]) -> Result<RequestHeader, &'static str
     let mut request = RequestHeader::build(method, path, Some(regular.len() + 1))
         .map_err(|_| "invalid :method or :path")?;
     request.set_version(http::Version::HTTP_3);
-    let mut has_host = false;
+    let mut host = None;
     for (name, value) in regular {
         if name.iter().any(u8::is_ascii_uppercase) {
             return Err("upper-case header name");
@@ -56,20 +68,31 @@ pub fn request_from_h3(headers: &[Header]) -> Result<RequestHeader, &'static str
         if CONNECTION_SPECIFIC.contains(&text) && !(name == b"te" && value == b"trailers") {
             return Err("connection-specific header");
         }
-        has_host |= name == b"host";
+        if name == b"host" && host.replace(value).is_some() {
+            return Err("more than one host header");
+        }
         let name = http::HeaderName::from_bytes(name).map_err(|_| "invalid header name")?;
         let value = HeaderValue::from_bytes(value).map_err(|_| "invalid header value")?;
         request
             .append_header(name, value)
             .map_err(|_| "invalid header")?;
     }
-    if let Some(authority) = authority {
-        if !has_host {
+    // Section 4.3.1: an http(s) request names its authority in `:authority` or `Host`,
+    // neither empty, and the same one when both are given: otherwise the route (chosen
+    // by `Host`) and the authority the client meant could differ.
+    match (authority, host) {
+        (None, None) => return Err("missing :authority and host"),
+        (Some(b""), _) | (_, Some(b"")) => return Err("empty :authority or host"),
+        (Some(authority), Some(host)) if authority != host => {
+            return Err(":authority and host differ")
+        }
+        (Some(authority), None) => {
             let value = HeaderValue::from_bytes(authority).map_err(|_| "invalid :authority")?;
             request
                 .insert_header(http::header::HOST, value)
                 .map_err(|_| "invalid :authority")?;
         }
+        _ => {}
     }
     Ok(request)
 }
@@ -126,22 +149,88 @@ mod tests {
     }
 
     #[test]
-    fn an_explicit_host_wins_over_authority() {
-        let request = request_from_h3(&[
-            h(":method", "GET"),
-            h(":scheme", "https"),
-            h(":authority", "a.example"),
-            h(":path", "/"),
-            h("host", "b.example"),
-        ])
-        .expect("valid");
-        assert_eq!(request.headers.get_all("host").iter().count(), 1);
-        assert_eq!(request.headers["host"], "b.example");
+    fn a_host_header_must_agree_with_the_authority() {
+        let request = |host: &str| {
+            request_from_h3(&[
+                h(":method", "GET"),
+                h(":scheme", "https"),
+                h(":authority", "a.example"),
+                h(":path", "/"),
+                h("host", host),
+            ])
+        };
+        let same = request("a.example").expect("valid");
+        assert_eq!(same.headers.get_all("host").iter().count(), 1);
+        assert_eq!(same.headers["host"], "a.example");
+        // `Host` used to win silently: the route followed b.example while the client's
+        // authority was a.example (RFC 9114 section 4.3.1 makes that request malformed).
+        assert_eq!(
+            request("b.example").err(),
+            Some(":authority and host differ")
+        );
+    }
+
+    /// Requests RFC 9114 section 4.3 makes malformed that the conversion used to accept
+    /// (the h3_request property's oracle refuses them too).
+    #[test]
+    fn repeated_late_and_missing_pseudo_headers_are_refused() {
+        let refused = |fields: &[(&str, &str)]| {
+            let fields: Vec<Header> = fields.iter().map(|(n, v)| h(n, v)).collect();
+            request_from_h3(&fields).err()
+        };
+        assert_eq!(
+            refused(&[
+                (":method", "GET"),
+                (":scheme", "https"),
+                (":authority", "a"),
+                (":path", "/public"),
+                (":path", "/admin")
+            ]),
+            Some("duplicate pseudo-header")
+        );
+        assert_eq!(
+            refused(&[
+                (":method", "GET"),
+                (":scheme", "https"),
+                ("accept", "*/*"),
+                (":authority", "a"),
+                (":path", "/")
+            ]),
+            Some("pseudo-header after a regular header")
+        );
+        assert_eq!(
+            refused(&[(":method", "GET"), (":scheme", "https"), (":path", "/")]),
+            Some("missing :authority and host")
+        );
+        assert_eq!(
+            refused(&[
+                (":method", "GET"),
+                (":scheme", "https"),
+                (":authority", ""),
+                (":path", "/")
+            ]),
+            Some("empty :authority or host")
+        );
+        assert_eq!(
+            refused(&[
+                (":method", "GET"),
+                (":scheme", "https"),
+                (":path", "/"),
+                ("host", "a"),
+                ("host", "b")
+            ]),
+            Some("more than one host header")
+        );
     }
 
     #[test]
     fn malformed_requests_are_refused() {
-        let base = [h(":method", "GET"), h(":scheme", "https"), h(":path", "/")];
+        let base = [
+            h(":method", "GET"),
+            h(":scheme", "https"),
+            h(":authority", "a.example"),
+            h(":path", "/"),
+        ];
         let with = |extra: Header| {
             let mut all = base.to_vec();
             all.push(extra);
