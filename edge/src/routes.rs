@@ -132,31 +132,24 @@ impl RouteTable {
     }
 }
 
-/// The request's host (from `:authority` / `Host`), lower-cased, without port.
+/// The request's host (from `:authority` / `Host`), lower-cased, without port, and an IPv6
+/// literal without its brackets (`::1`, as route hosts are written). Both are read by the
+/// one authority parser, so a host means the same over every protocol; a `Host` that is
+/// not an authority is no host (only `*` routes take the request).
 pub fn request_host(parts: &http::request::Parts) -> Option<String> {
-    let raw = parts
-        .uri
-        .authority()
-        .map(|a| a.host().to_string())
-        .or_else(|| {
-            parts
-                .headers
-                .get(http::header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .map(|h| strip_port(h).to_string())
-        })?;
-    Some(raw.trim_end_matches('.').to_ascii_lowercase())
-}
-
-fn strip_port(host: &str) -> &str {
-    if let Some(rest) = host.strip_prefix('[') {
-        // [v6]:port
-        return rest.split(']').next().unwrap_or(rest);
-    }
-    match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-        _ => host,
-    }
+    let authority = match parts.uri.authority() {
+        Some(authority) => authority.clone(),
+        None => {
+            let value = parts.headers.get(http::header::HOST)?;
+            http::uri::Authority::try_from(value.as_bytes()).ok()?
+        }
+    };
+    let host = authority.host();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|v6| v6.strip_suffix(']'))
+        .unwrap_or(host);
+    Some(host.trim_end_matches('.').to_ascii_lowercase())
 }
 
 #[cfg(test)]
@@ -321,6 +314,33 @@ mod tests {
             .body(())
             .expect("request")
             .into_parts();
-        assert_eq!(request_host(&parts).as_deref(), Some("[::1]"));
+        assert_eq!(request_host(&parts).as_deref(), Some("::1"));
+    }
+
+    /// Found by the route_lookup property test: an IPv6 literal came out as `[::1]` from an
+    /// HTTP/2 `:authority` but as `::1` from an HTTP/1.1 `Host`, so a route for the host
+    /// `::1` (the form the config accepts) never matched over HTTP/2; and `a.example:x`
+    /// was `a.example` from one and `a.example:x` from the other.
+    #[test]
+    fn an_ipv6_host_is_the_same_from_authority_and_host_header() {
+        let t = RouteTable::new(vec![route("v6", &["::1"], "/", RouteKind::Any)]);
+        for (uri, host) in [("https://[::1]:8443/x", None), ("/x", Some("[::1]:8443"))] {
+            let mut request = http::Request::builder().uri(uri);
+            if let Some(host) = host {
+                request = request.header("host", host);
+            }
+            let (parts, ()) = request.body(()).expect("request").into_parts();
+            let host = request_host(&parts);
+            assert_eq!(host.as_deref(), Some("::1"), "{uri} {host:?}");
+            assert_eq!(find(&t, host.as_deref(), "/x", false), Some("v6"));
+        }
+        for (uri, host) in [("https://a.example:x/", None), ("/", Some("a.example:x"))] {
+            let mut request = http::Request::builder().uri(uri);
+            if let Some(host) = host {
+                request = request.header("host", host);
+            }
+            let (parts, ()) = request.body(()).expect("request").into_parts();
+            assert_eq!(request_host(&parts).as_deref(), Some("a.example"), "{uri}");
+        }
     }
 }
