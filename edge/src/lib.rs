@@ -14,6 +14,8 @@ mod compression;
 mod config;
 mod connections;
 mod front;
+#[doc(hidden)]
+pub mod fuzz_support;
 mod h3;
 mod metrics;
 mod outlier;

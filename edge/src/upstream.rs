@@ -632,7 +632,7 @@ fn encode_varint(mut value: u64, out: &mut Vec<u8>) {
 /// Every length in the reply is the backend's word, so each one is checked before it is
 /// added to an offset; unknown fields of any wire type are skipped (protobuf encoding:
 /// a tag is a varint of field number and wire type).
-fn grpc_health_status(framed: &[u8]) -> Option<u64> {
+pub(crate) fn grpc_health_status(framed: &[u8]) -> Option<u64> {
     let header = framed.get(..5)?;
     if header[0] != 0 {
         return None;

@@ -7,7 +7,7 @@
 //! upstream pool, retries, failure classifier and request record. Certificates come from
 //! the shared `CertStore` through a BoringSSL select-certificate callback.
 
-mod headers;
+pub(crate) mod headers;
 mod session;
 
 use std::collections::HashMap;
