@@ -19,8 +19,8 @@ use crate::client_ip::ClientIpResolver;
 use crate::config::{redact_url, ClientIpConfig, PluginsConfig, RoutePolicy};
 
 pub use crate::jwt::fuzz_support::{
-    check_authorization, check_jwks, check_token, fuzz_jwks, fuzz_jwt, verifier, ALL_ALGORITHMS,
-    AUDIENCE, ISSUER,
+    check_authorization, check_jwks, check_token, fuzz_jwks, fuzz_jwt, kept_kids, verifier,
+    ALL_ALGORITHMS, AUDIENCE, ISSUER,
 };
 
 /// Fuzz body for the client-IP resolver. Line 1: trusted networks, comma-separated;
@@ -30,7 +30,11 @@ pub fn fuzz_client_ip(data: &[u8]) {
     let trusted: Vec<IpNet> = lines
         .next()
         .and_then(|line| std::str::from_utf8(line).ok())
-        .map(|text| text.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .map(|text| {
+            text.split(',')
+                .filter_map(|n| n.trim().parse().ok())
+                .collect()
+        })
         .unwrap_or_default();
     let peer = lines
         .next()
@@ -146,7 +150,10 @@ pub fn check_plugins_config(config: &PluginsConfig) {
     }
     let printed = config.redacted();
     if let Some(redis) = &printed.redis {
-        assert_eq!(redis.url, check_redact_url(&config.redis.as_ref().expect("same").url));
+        assert_eq!(
+            redis.url,
+            check_redact_url(&config.redis.as_ref().expect("same").url)
+        );
     }
     assert_eq!(printed.redacted(), printed, "redaction is idempotent");
 }
@@ -183,9 +190,11 @@ fn assert_locatable(path: &str) {
             let (name, indices) = part.split_at(part.find('[').unwrap_or(part.len()));
             !name.is_empty()
                 && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
-                && indices
-                    .split_terminator(']')
-                    .all(|index| index.strip_prefix('[').is_some_and(|i| i.parse::<usize>().is_ok()))
+                && indices.split_terminator(']').all(|index| {
+                    index
+                        .strip_prefix('[')
+                        .is_some_and(|i| i.parse::<usize>().is_ok())
+                })
                 && (indices.is_empty() || indices.ends_with(']'))
         });
     assert!(well_formed, "config issue path {path:?} cannot be located");

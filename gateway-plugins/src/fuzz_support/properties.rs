@@ -12,8 +12,8 @@ use serde_json::{json, Map, Value};
 
 use super::*;
 use crate::config::{
-    CorsPolicy, JwtAlgorithm, JwtMode, JwtRoutePolicy, RateLimitKey, RateLimitRule,
-    RateLimitScope, RedisConfig,
+    CorsPolicy, JwtAlgorithm, JwtMode, JwtRoutePolicy, RateLimitKey, RateLimitRule, RateLimitScope,
+    RedisConfig,
 };
 use crate::jwt::JwtVerifier;
 use crate::test_support::TestKey;
@@ -168,7 +168,12 @@ fn json_leaf() -> impl Strategy<Value = Value> {
 
 /// A token signed by key `key` with every harmless change and the given defects applied;
 /// also the claims it carries.
-fn token(key: usize, harmless: &Harmless, defects: &[Defect], sub: &str) -> (String, Map<String, Value>) {
+fn token(
+    key: usize,
+    harmless: &Harmless,
+    defects: &[Defect],
+    sub: &str,
+) -> (String, Map<String, Value>) {
     let (keys, _) = keys();
     let signer = &keys[key];
     let other = &keys[(key + 1) % keys.len()];
@@ -188,11 +193,19 @@ fn token(key: usize, harmless: &Harmless, defects: &[Defect], sub: &str) -> (Str
     claims.insert("iss".into(), json!(ISSUER));
     claims.insert(
         "aud".into(),
-        if harmless.audience_array { json!(["other", AUDIENCE]) } else { json!(AUDIENCE) },
+        if harmless.audience_array {
+            json!(["other", AUDIENCE])
+        } else {
+            json!(AUDIENCE)
+        },
     );
     claims.insert(
         "exp".into(),
-        if harmless.float_exp { json!(now as f64 + 900.5) } else { json!(now + 900) },
+        if harmless.float_exp {
+            json!(now as f64 + 900.5)
+        } else {
+            json!(now + 900)
+        },
     );
     if harmless.nbf_in_the_past {
         claims.insert("nbf".into(), json!(now - 30));
@@ -343,21 +356,35 @@ fn entry() -> impl Strategy<Value = Entry> {
         (0..3usize, any::<bool>(), any::<bool>()).prop_map(|(k, a, u)| Entry::Clean(k, a, u)),
         (
             0..3usize,
-            prop::sample::select(vec!["oct", "enc", "no-kid", "alg-mismatch", "short-rsa", "kid-number", "bad-base64"])
+            prop::sample::select(vec![
+                "oct",
+                "enc",
+                "no-kid",
+                "alg-mismatch",
+                "short-rsa",
+                "kid-number",
+                "bad-base64"
+            ])
         )
             .prop_map(|(k, how)| Entry::Broken(k, how)),
         prop::collection::btree_map(
-            prop::sample::select(vec!["kty", "crv", "x", "y", "n", "e", "k", "kid", "alg", "use", "key_ops"]),
+            prop::sample::select(vec![
+                "kty", "crv", "x", "y", "n", "e", "k", "kid", "alg", "use", "key_ops"
+            ]),
             prop_oneof![
                 json_leaf(),
-                prop::sample::select(vec!["OKP", "EC", "RSA", "oct", "Ed25519", "P-256", "sig", "EdDSA", "ES256", "RS256", "AQAB"])
-                    .prop_map(Value::from),
+                prop::sample::select(vec![
+                    "OKP", "EC", "RSA", "oct", "Ed25519", "P-256", "sig", "EdDSA", "ES256",
+                    "RS256", "AQAB"
+                ])
+                .prop_map(Value::from),
                 "[A-Za-z0-9_-]{0,400}".prop_map(Value::from),
             ],
             0..8,
         )
         .prop_map(|m| {
-            let mut map: Map<String, Value> = m.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+            let mut map: Map<String, Value> =
+                m.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
             // Noise never borrows a kid the oracle reasons about.
             if let Some(Value::String(kid)) = map.get_mut("kid") {
                 kid.insert_str(0, "noise-");
@@ -396,7 +423,11 @@ fn render(entry: &Entry, index: usize) -> Value {
                 "enc" => drop(object.insert("use".into(), json!("enc"))),
                 "no-kid" => drop(object.remove("kid")),
                 "alg-mismatch" => {
-                    let wrong = if keys[*k].algorithm == JwtAlgorithm::RS256 { "ES256" } else { "RS256" };
+                    let wrong = if keys[*k].algorithm == JwtAlgorithm::RS256 {
+                        "ES256"
+                    } else {
+                        "RS256"
+                    };
                     object.insert("alg".into(), json!(wrong));
                 }
                 "short-rsa" => {
@@ -405,7 +436,13 @@ fn render(entry: &Entry, index: usize) -> Value {
                     // 100 leading zero bytes and a 200-byte modulus: 1600 bits.
                     let mut modulus = vec![0u8; 100];
                     modulus.extend([0xc5u8; 200]);
-                    object.insert("n".into(), json!(base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, modulus)));
+                    object.insert(
+                        "n".into(),
+                        json!(base64::Engine::encode(
+                            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                            modulus
+                        )),
+                    );
                     object.insert("e".into(), json!("AQAB"));
                     object.insert("kid".into(), json!(format!("broken-{index}")));
                 }
@@ -438,7 +475,7 @@ proptest! {
             Err(err) => prop_assert!(clean == 0, "{} clean keys but {}", clean, err),
         }
         // Which kids were kept, through the same parser the fuzz target calls.
-        let kept = crate::jwt::fuzz_support::kept_kids(&body);
+        let kept = kept_kids(&body);
         for (i, entry) in entries.iter().enumerate() {
             match entry {
                 Entry::Clean(..) => {
@@ -470,7 +507,11 @@ proptest! {
 fn ip_text() -> impl Strategy<Value = String> {
     prop_oneof![
         // Trusted-looking and public addresses, v4 and v6, v4-mapped.
-        (prop::sample::select(vec![10u8, 198, 203, 192]), any::<u8>(), any::<u8>())
+        (
+            prop::sample::select(vec![10u8, 198, 203, 192]),
+            any::<u8>(),
+            any::<u8>()
+        )
             .prop_map(|(a, b, c)| format!("{a}.{}.{b}.{c}", if a == 10 { 0 } else { 51 })),
         any::<u16>().prop_map(|x| format!("2001:db8::{x:x}")),
         any::<u16>().prop_map(|x| format!("fd00::{x:x}")),
@@ -490,11 +531,20 @@ fn xff_entry() -> impl Strategy<Value = String> {
 
 fn xff_line() -> impl Strategy<Value = Vec<u8>> {
     (
-        prop::collection::vec((xff_entry(), prop::sample::select(vec![",", ", ", " , ", ",\t"])), 0..5),
+        prop::collection::vec(
+            (
+                xff_entry(),
+                prop::sample::select(vec![",", ", ", " , ", ",\t"]),
+            ),
+            0..5,
+        ),
         prop::collection::vec(any::<u8>(), 0..2),
     )
         .prop_map(|(entries, raw)| {
-            let mut line = entries.into_iter().map(|(e, sep)| format!("{sep}{e}")).collect::<String>();
+            let mut line = entries
+                .into_iter()
+                .map(|(e, sep)| format!("{sep}{e}"))
+                .collect::<String>();
             if line.starts_with(',') {
                 line.remove(0);
             }
@@ -532,7 +582,12 @@ fn url() -> impl Strategy<Value = (String, Vec<String>)> {
         "[a-z0-9-]{1,12}(\\.[a-z]{2,5})?(:[0-9]{1,5})?",
         "(/[a-z0-9.]{0,8}){0,3}",
         prop::collection::vec(
-            (prop::sample::select(vec!["token", "api_key", "Password", "sig", "page", "q", "db"]), "[A-Z]{4,10}"),
+            (
+                prop::sample::select(vec![
+                    "token", "api_key", "Password", "sig", "page", "q", "db",
+                ]),
+                "[A-Z]{4,10}",
+            ),
             0..3,
         ),
         prop::option::of("[a-z]{0,5}"),
@@ -569,7 +624,11 @@ fn url() -> impl Strategy<Value = (String, Vec<String>)> {
 
 fn rule() -> impl Strategy<Value = RateLimitRule> {
     (
-        prop::sample::select(vec![RateLimitKey::Ip, RateLimitKey::User, RateLimitKey::UserOrIp]),
+        prop::sample::select(vec![
+            RateLimitKey::Ip,
+            RateLimitKey::User,
+            RateLimitKey::UserOrIp,
+        ]),
         0..3u32,
         0..3u64,
         any::<u32>(),

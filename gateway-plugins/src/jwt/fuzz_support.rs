@@ -97,7 +97,8 @@ pub fn check_authorization(verifier: &JwtVerifier, value: &[u8]) {
     };
     let mut headers = HeaderMap::new();
     headers.insert(AUTHORIZATION, header);
-    let is_bearer = value.len() >= 7 && value[..6].eq_ignore_ascii_case(b"bearer") && value[6] == b' ';
+    let is_bearer =
+        value.len() >= 7 && value[..6].eq_ignore_ascii_case(b"bearer") && value[6] == b' ';
     match bearer_token(&headers) {
         Ok(None) => assert!(!is_bearer, "a bearer credential was ignored: {value:?}"),
         Ok(Some(token)) => {
@@ -142,8 +143,14 @@ pub fn check_token(
             identity.email.as_deref().unwrap_or("").as_bytes()
         );
         let keys = verifier.keys.load();
-        let key = keys.keys.get(&verified.kid).expect("verified with a key we hold");
-        assert_eq!(key.algorithm, verified.algorithm, "key bound to one algorithm");
+        let key = keys
+            .keys
+            .get(&verified.kid)
+            .expect("verified with a key we hold");
+        assert_eq!(
+            key.algorithm, verified.algorithm,
+            "key bound to one algorithm"
+        );
     }
     let second = futures::executor::block_on(verifier.verify(token, ALL_ALGORITHMS));
     let agree = match (&first, &second) {
@@ -165,7 +172,9 @@ pub fn check_jwks(body: &[u8]) -> Result<usize, super::JwksError> {
     assert!(!keys.is_empty(), "an empty key set is an error, not Ok");
     let document: serde_json::Value =
         serde_json::from_slice(body).expect("parse_jwks accepted it as JSON");
-    let entries = document["keys"].as_array().expect("parse_jwks found `keys`");
+    let entries = document["keys"]
+        .as_array()
+        .expect("parse_jwks found `keys`");
     for (kid, entry) in &keys {
         let kty = match entry.algorithm {
             JwtAlgorithm::EdDSA => "OKP",
@@ -177,7 +186,11 @@ pub fn check_jwks(body: &[u8]) -> Result<usize, super::JwksError> {
                 && e["kty"].as_str() == Some(kty)
                 && (e["use"].is_null() || e["use"].as_str() == Some("sig"))
         });
-        assert!(source, "kid {kid:?} kept as {:?} without a matching entry", entry.algorithm);
+        assert!(
+            source,
+            "kid {kid:?} kept as {:?} without a matching entry",
+            entry.algorithm
+        );
     }
     Ok(keys.len())
 }
