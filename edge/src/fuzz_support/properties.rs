@@ -424,6 +424,34 @@ fn good_setting() -> impl Strategy<Value = (&'static str, String)> {
     ]
 }
 
+/// The configs the project ships (dev, k8s, benchmarks): the mutation property's seeds.
+const SHIPPED: [&str; 5] = [
+    EMBEDDED_DEFAULT,
+    include_str!("../../config/dev.toml"),
+    include_str!("../../../k8s/base/edge/edge.toml"),
+    include_str!("../../../perf/peers/edge.toml"),
+    include_str!("../../../perf/peers/edge-chain.toml"),
+];
+
+/// A shipped config with perf/run.sh's `@NAME@` placeholders filled in as it would.
+fn rendered(shipped: &str) -> String {
+    [
+        ("@HOST@", "127.0.0.1"),
+        ("@PORT@", "8443"),
+        ("@HTTP_PORT@", "8080"),
+        ("@ADMIN_PORT@", "9000"),
+        ("@BACKEND@", "127.0.0.1:9100"),
+        ("@RUN@", "/perf/run"),
+        ("@CERT@", "/perf/tls.crt"),
+        ("@KEY@", "/perf/tls.key"),
+        ("@JWT_PUBLIC@", "/perf/jwt.pub"),
+    ]
+    .iter()
+    .fold(shipped.to_string(), |text, (name, value)| {
+        text.replace(name, value)
+    })
+}
+
 const BASE: &str = "[clusters.a]\naddresses = [\"127.0.0.1:4002\"]\n\n[[routes]]\nid = \"r\"\npath_prefix = \"/api\"\nupstream = \"a\"\n";
 
 proptest! {
@@ -432,8 +460,11 @@ proptest! {
     /// The embedded default with a few line edits: an error with a location, or a config
     /// that prints and loads again unchanged.
     #[test]
-    fn mutated_configs_load_or_say_where(edits in prop::collection::vec(edit(), 1..5)) {
-        let _ = check_config(&apply(EMBEDDED_DEFAULT, &edits));
+    fn mutated_configs_load_or_say_where(
+        base in prop::sample::select(SHIPPED.to_vec()),
+        edits in prop::collection::vec(edit(), 1..5),
+    ) {
+        let _ = check_config(&apply(&rendered(base), &edits));
     }
 
     /// Known bad values among good ones are each reported at their key and on their line;
@@ -704,6 +735,10 @@ fn the_byte_fuzzers_accept_their_seed_inputs() {
     fuzz_config(EMBEDDED_DEFAULT.as_bytes());
     fuzz_route_lookup(b"*|/api|a\na.example|/|g\n--\na.example|/api/x|h");
     fuzz_health_reply(&[0, 0, 0, 0, 2, 0x08, 0x01]);
-    assert!(check_config(EMBEDDED_DEFAULT).is_ok());
+    for (i, shipped) in SHIPPED.iter().enumerate() {
+        if let Err(err) = check_config(&rendered(shipped)) {
+            panic!("shipped config {i} does not load:\n{err}");
+        }
+    }
     assert_eq!(check_health_reply(&[0, 0, 0, 0, 2, 0x08, 0x01]), Some(1));
 }

@@ -141,7 +141,13 @@ pub fn check_route_lookup(
         Some(request_host(&parts))
     });
     let from_authority = host.and_then(|host| {
-        let uri: http::Uri = format!("https://{host}/").parse().ok()?;
+        // As an h2 `:authority`: the value alone must be an authority.
+        let uri = http::Uri::builder()
+            .scheme("https")
+            .authority(host)
+            .path_and_query("/")
+            .build()
+            .ok()?;
         let (parts, ()) = http::Request::builder()
             .uri(uri)
             .body(())
