@@ -33,31 +33,24 @@ fn field_value() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
-/// What makes a request field section malformed.
-#[derive(Debug, Clone, Copy)]
-enum H3Defect {
-    NoMethod,
-    NoScheme,
-    NoPath,
-    RelativePath,
-    TwoPaths,
-    PseudoAfterRegular,
-    UnknownPseudo,
-    UpperCaseName,
-    ConnectionHeader,
-    TeNotTrailers,
-    NoAuthority,
-    EmptyAuthority,
-    HostDiffers,
-    TwoHosts,
-    ControlByteInValue,
-    SpaceInName,
-    BadMethod,
+/// Declares a unit enum and its `ALL` list from one list of variants.
+macro_rules! listed_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident),* $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy)]
+        enum $name {
+            $($variant),*
+        }
+
+        impl $name {
+            const ALL: &'static [$name] = &[$($name::$variant),*];
+        }
+    };
 }
 
-fn h3_defect() -> impl Strategy<Value = H3Defect> {
-    use H3Defect::*;
-    prop::sample::select(vec![
+listed_enum!(
+    /// What makes a request field section malformed.
+    H3Defect {
         NoMethod,
         NoScheme,
         NoPath,
@@ -75,7 +68,11 @@ fn h3_defect() -> impl Strategy<Value = H3Defect> {
         ControlByteInValue,
         SpaceInName,
         BadMethod,
-    ])
+    }
+);
+
+fn h3_defect() -> impl Strategy<Value = H3Defect> {
+    prop::sample::select(H3Defect::ALL)
 }
 
 #[derive(Debug, Clone)]

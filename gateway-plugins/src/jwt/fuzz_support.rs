@@ -9,7 +9,6 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, HeaderValue};
@@ -38,17 +37,10 @@ const RFC8037_ED25519_X: &str = "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo";
 /// A verifier for [`ISSUER`]/[`AUDIENCE`] holding exactly `keys` (no JWKS, so an unknown
 /// `kid` never fetches anything and `verify` never waits on I/O).
 pub fn verifier(keys: Vec<(String, JwtAlgorithm, DecodingKey)>) -> JwtVerifier {
-    let config = JwtProviderConfig {
-        issuer: ISSUER.into(),
-        audience: AUDIENCE.into(),
-        jwks_url: None,
-        jwks_refresh_interval: Duration::from_secs(300),
-        jwks_min_refetch_interval: Duration::from_secs(60),
-        jwks_fetch_timeout: Duration::from_secs(2),
-        static_keys: Vec::new(),
-        leeway: Duration::from_secs(5),
-        verified_cache_size: 1000,
-    };
+    // Every other setting at its documented default.
+    let config: JwtProviderConfig =
+        serde_json::from_value(serde_json::json!({ "issuer": ISSUER, "audience": AUDIENCE }))
+            .expect("issuer and audience are all a provider needs");
     let metrics = PolicyMetrics::register(&prometheus::Registry::new())
         .expect("a fresh registry accepts every metric");
     let verifier = JwtVerifier::new(&config, Path::new("."), metrics)
