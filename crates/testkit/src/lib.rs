@@ -63,6 +63,7 @@ pub fn workspace_bin(name: &str) -> Result<PathBuf> {
 mod otlp;
 mod ports;
 mod process;
+mod properties;
 mod tls;
 use tls::write_file;
 
@@ -70,6 +71,7 @@ pub use otlp::{CollectedSpan, OtlpCollector};
 
 use process::tail;
 pub use process::ChildProcess;
+pub use properties::proptest_config;
 pub use tls::{
     grpc_h2c_channel, grpc_tls_channel, https_client, tls_connect, HttpVersion, LeafFiles, TestPki,
 };

@@ -6,20 +6,10 @@
 
 use proptest::prelude::*;
 use quiche::h3::Header;
+use testkit::proptest_config as config;
 
 use super::*;
 use crate::config::{RouteKind, EMBEDDED_DEFAULT};
-
-/// `cases` per property unless `PROPTEST_CASES` says otherwise.
-fn config(cases: u32) -> ProptestConfig {
-    let mut config = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = cases;
-    }
-    // Findings become plain #[test]s with the minimal input (docs/fuzzing.md).
-    config.failure_persistence = None;
-    config
-}
 
 fn token() -> impl Strategy<Value = String> {
     "[a-z][a-z0-9-]{0,12}"
@@ -33,22 +23,7 @@ fn field_value() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
-/// Declares a unit enum and its `ALL` list from one list of variants.
-macro_rules! listed_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident),* $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy)]
-        enum $name {
-            $($variant),*
-        }
-
-        impl $name {
-            const ALL: &'static [$name] = &[$($name::$variant),*];
-        }
-    };
-}
-
-listed_enum!(
+testkit::listed_enum!(
     /// What makes a request field section malformed.
     H3Defect {
         NoMethod,

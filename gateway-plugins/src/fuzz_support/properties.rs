@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use jsonwebtoken::DecodingKey;
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
+use testkit::proptest_config as config;
 
 use super::*;
 use crate::config::{
@@ -17,17 +18,6 @@ use crate::config::{
 };
 use crate::jwt::JwtVerifier;
 use crate::test_support::TestKey;
-
-/// `cases` per property unless `PROPTEST_CASES` says otherwise.
-pub(crate) fn config(cases: u32) -> ProptestConfig {
-    let mut config = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = cases;
-    }
-    // Findings become plain #[test]s with the minimal input (docs/fuzzing.md).
-    config.failure_persistence = None;
-    config
-}
 
 /// One key per algorithm and a verifier holding their public halves.
 fn keys() -> &'static ([TestKey; 3], JwtVerifier) {
@@ -68,22 +58,7 @@ fn now() -> u64 {
     crate::clock::unix_now()
 }
 
-/// Declares a unit enum and its `ALL` list from one list of variants.
-macro_rules! listed_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident),* $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy)]
-        enum $name {
-            $($variant),*
-        }
-
-        impl $name {
-            const ALL: &'static [$name] = &[$($name::$variant),*];
-        }
-    };
-}
-
-listed_enum!(
+testkit::listed_enum!(
     /// What makes a signed token unacceptable; each must be refused on its own.
     Defect {
         AlgNone,
