@@ -22,10 +22,25 @@ use crate::config::AdminSection;
 /// The shortest token accepted: 32 characters of a random string is beyond guessing.
 pub const MIN_TOKEN_CHARS: usize = 32;
 
+/// Longest token file read: a token is one line, not a device or a log file.
+const MAX_TOKEN_FILE_BYTES: u64 = 4096;
+
 /// Reads the token file (surrounding whitespace trimmed).
 pub fn read_token(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    use std::io::Read;
+    let cannot = |e: std::io::Error| format!("cannot read {}: {e}", path.display());
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .map_err(cannot)?
+        .take(MAX_TOKEN_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(cannot)?;
+    if text.len() as u64 > MAX_TOKEN_FILE_BYTES {
+        return Err(format!(
+            "{} is longer than {MAX_TOKEN_FILE_BYTES} bytes; it must hold the token alone",
+            path.display()
+        ));
+    }
     let token = text.trim();
     if token.chars().count() < MIN_TOKEN_CHARS {
         return Err(format!(
@@ -366,5 +381,13 @@ mod tests {
         assert!(problem.contains("at least 32"), "{problem}");
         let problem = read_token(Path::new("/nonexistent/admin-token")).expect_err("missing");
         assert!(problem.contains("cannot read"), "{problem}");
+    }
+
+    /// `token_file = "/dev/zero"` (or any endless or huge file) in a config, an input of the
+    /// `config` fuzz target, made loading read until memory ran out.
+    #[test]
+    fn a_token_file_that_never_ends_is_refused() {
+        let problem = read_token(Path::new("/dev/zero")).expect_err("endless");
+        assert!(problem.contains("longer than"), "{problem}");
     }
 }
