@@ -405,8 +405,27 @@ const SHIPPED: [&str; 5] = [
     include_str!("../../../perf/peers/edge-chain.toml"),
 ];
 
-/// A shipped config with perf/run.sh's `@NAME@` placeholders filled in as it would.
+/// A shipped config with perf/run.sh's `@NAME@` placeholders filled in as it would, and
+/// its admin token file (read while loading) one that exists here.
 fn rendered(shipped: &str) -> String {
+    static TOKEN: std::sync::OnceLock<tempfile::NamedTempFile> = std::sync::OnceLock::new();
+    let token = TOKEN.get_or_init(|| {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(file.path(), "t".repeat(40)).expect("write the token");
+        file
+    });
+    let token_line = format!("token_file = {:?}", token.path().display().to_string());
+    let shipped: String = shipped
+        .lines()
+        .map(|line| {
+            if line.starts_with("token_file = ") {
+                &token_line
+            } else {
+                line
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
     [
         ("@HOST@", "127.0.0.1"),
         ("@PORT@", "8443"),

@@ -75,6 +75,8 @@ fn table(specs: &[RouteSpec]) -> RouteTable {
                 cluster: Arc::clone(&fixture.cluster),
                 chain,
                 max_body_bytes: 1,
+                response_headers: Vec::new(),
+                compression: None,
             })
         })
         .collect();

@@ -608,6 +608,7 @@ fn rule() -> impl Strategy<Value = RateLimitRule> {
             per: std::time::Duration::from_secs(per),
             burst,
             scope,
+            budget: None,
         })
 }
 
