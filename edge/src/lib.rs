@@ -17,6 +17,7 @@ mod front;
 #[doc(hidden)]
 pub mod fuzz_support;
 mod h3;
+mod health_check;
 mod metrics;
 mod outlier;
 mod pipeline;

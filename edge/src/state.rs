@@ -13,9 +13,10 @@ use pingora_core::connectors::http::Connector;
 use crate::certs::CertStore;
 use crate::config::locate::KeyPath;
 use crate::config::{ConfigError, ConfigProblem, LoadedConfig};
+use crate::health_check::run_health_checks;
 use crate::metrics::EdgeMetrics;
 use crate::routes::{HostPattern, Route, RouteTable};
-use crate::upstream::{run_health_checks, BuiltClusters, Cluster, ClusterError, Clusters};
+use crate::upstream::{BuiltClusters, Cluster, ClusterError, Clusters};
 
 /// Everything derived from one config version — routes, clusters, the policy chains AND
 /// the policy resources they run on (`policy`: JWT keys, Redis link, revocation cache,

@@ -201,7 +201,7 @@ pub fn fuzz_health_reply(data: &[u8]) {
 /// Parses a gRPC-framed `HealthCheckResponse`: no panic, and a status only from a frame
 /// that is uncompressed and as long as it says.
 pub fn check_health_reply(framed: &[u8]) -> Option<u64> {
-    let status = crate::upstream::grpc_health_status(framed);
+    let status = crate::health_check::grpc_health_status(framed);
     if status.is_some() {
         assert_eq!(framed[0], 0, "compressed frames are not read");
         let declared = u32::from_be_bytes([framed[1], framed[2], framed[3], framed[4]]);
