@@ -203,10 +203,15 @@ pub async fn call(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let headers = user.headers(key, method.as_str(), path);
-    let mut request = client()
-        .request(method, running.url(path))
-        .headers(headers);
+    // Signed for the target as it goes on the wire: the URL parser percent-encodes what
+    // `path` spells raw (`?q=bjórk` is sent as `?q=bj%C3%B3rk`).
+    let url = reqwest::Url::parse(&running.url(path)).expect("url");
+    let sent = match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_string(),
+    };
+    let headers = user.headers(key, method.as_str(), &sent);
+    let mut request = client().request(method, url).headers(headers);
     if let Some(body) = body {
         request = request.json(&body);
     }
