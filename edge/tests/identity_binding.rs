@@ -18,7 +18,12 @@ use record_proto::records::{ListRecordsRequest, StatsRequest};
 use serde_json::{json, Value};
 use testkit::{reqwest, tonic, HttpVersion};
 
-const IDENTITY_HEADERS: [&str; 4] = ["x-user-id", "x-user-email", "x-user-jti", "x-user-assertion"];
+const IDENTITY_HEADERS: [&str; 4] = [
+    "x-user-id",
+    "x-user-email",
+    "x-user-jti",
+    "x-user-assertion",
+];
 
 fn tap_routes(echo_port: u16) -> String {
     format!(
@@ -83,9 +88,9 @@ fn replay(
     request: reqwest::RequestBuilder,
     captured: &[(&'static str, String)],
 ) -> reqwest::RequestBuilder {
-    captured
-        .iter()
-        .fold(request, |request, (name, value)| request.header(*name, value))
+    captured.iter().fold(request, |request, (name, value)| {
+        request.header(*name, value)
+    })
 }
 
 fn grpc_replay<T>(message: T, captured: &[(&'static str, String)]) -> tonic::Request<T> {
@@ -131,8 +136,14 @@ async fn a_captured_assertion_opens_only_the_request_it_was_made_for() {
     assert_eq!(status(original), 200);
     // ...and nothing else: another path, another query, another method.
     for (what, request) in [
-        ("another path", replayed(direct.get(records("/records/stats")))),
-        ("another query", replayed(direct.get(records("/records?limit=500")))),
+        (
+            "another path",
+            replayed(direct.get(records("/records/stats"))),
+        ),
+        (
+            "another query",
+            replayed(direct.get(records("/records?limit=500"))),
+        ),
         ("no query", replayed(direct.get(records("/records")))),
         (
             "another method",
@@ -167,7 +178,11 @@ async fn a_captured_assertion_opens_only_the_request_it_was_made_for() {
         .send()
         .await
         .expect("me at auth");
-    assert_eq!(status(response), 200, "the request the assertion was made for");
+    assert_eq!(
+        status(response),
+        200,
+        "the request the assertion was made for"
+    );
 
     // gRPC: the assertion for records.RecordsService/List opens List only.
     let (echoed, grpc_list) = capture(
@@ -179,10 +194,7 @@ async fn a_captured_assertion_opens_only_the_request_it_was_made_for() {
             .body(Vec::new()),
     )
     .await;
-    assert_eq!(
-        echoed["path"], "/records.RecordsService/List",
-        "{echoed}"
-    );
+    assert_eq!(echoed["path"], "/records.RecordsService/List", "{echoed}");
     let mut records_grpc =
         RecordsServiceClient::new(platform.records.channel().await.expect("records gRPC"));
     records_grpc

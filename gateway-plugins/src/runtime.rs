@@ -309,7 +309,12 @@ mod tests {
             }
         };
         for (key_dir, key_id, path, says) in [
-            ("missing", "test", "plugins.identity.key_dir", "not a directory"),
+            (
+                "missing",
+                "test",
+                "plugins.identity.key_dir",
+                "not a directory",
+            ),
             ("identity", "other", "plugins.identity.key_id", "other.key"),
             ("identity", "../test", "plugins.identity.key_id", "key id"),
         ] {

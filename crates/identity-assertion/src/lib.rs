@@ -177,7 +177,11 @@ impl Verifier {
     }
 
     /// Another window, within the caps ([`MAX_MAX_AGE`], [`MAX_MAX_SKEW`]).
-    pub fn with_window(mut self, max_age: Duration, max_skew: Duration) -> Result<Self, WindowError> {
+    pub fn with_window(
+        mut self,
+        max_age: Duration,
+        max_skew: Duration,
+    ) -> Result<Self, WindowError> {
         if max_age > MAX_MAX_AGE {
             return Err(WindowError::MaxAge(max_age));
         }

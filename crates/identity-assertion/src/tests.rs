@@ -251,7 +251,11 @@ fn round_trip_holds_and_every_single_change_breaks_it() {
             method,
             path_and_query: &path,
         };
-        let key = if round % 2 == 0 { current() } else { previous() };
+        let key = if round % 2 == 0 {
+            current()
+        } else {
+            previous()
+        };
         let stamp = 1_000 + round as u64;
         let signed = sign_at(&key, &identity, &target, stamp);
         let verifier = Verifier::new(ring.clone(), audience.clone());
@@ -312,7 +316,13 @@ fn a_key_directory_yields_every_key_and_skips_hidden_entries() {
     let signing = SigningKey::from_dir(dir, &key_id("k2")).expect("signing key");
     let signed = sign_at(&signing, &alice(), &LIST, 1_000);
     assert_eq!(
-        Verifier::new(ring, "records").verify_at(&signed, &alice(), "GET", "/records?limit=5", 1_000),
+        Verifier::new(ring, "records").verify_at(
+            &signed,
+            &alice(),
+            "GET",
+            "/records?limit=5",
+            1_000
+        ),
         Ok(())
     );
 
@@ -320,7 +330,7 @@ fn a_key_directory_yields_every_key_and_skips_hidden_entries() {
     std::fs::write(dir.join("bad.key"), "not base64!").expect("bad");
     let err = KeyRing::from_dir(dir).expect_err("broken key");
     assert!(err.to_string().contains("bad.key"), "{err}");
-    std::fs::write(dir.join("bad.key"), b64(1)[..8].to_string()).expect("short");
+    std::fs::write(dir.join("bad.key"), &b64(1)[..8]).expect("short");
     let err = KeyRing::from_dir(dir).expect_err("short key");
     assert!(err.to_string().contains("at least 32"), "{err}");
     std::fs::remove_file(dir.join("bad.key")).expect("rm");
@@ -329,7 +339,10 @@ fn a_key_directory_yields_every_key_and_skips_hidden_entries() {
 
     let empty_tmp = tempfile::tempdir().expect("tempdir");
     let empty = empty_tmp.path();
-    assert!(matches!(KeyRing::from_dir(empty), Err(KeyError::NoKeys { .. })));
+    assert!(matches!(
+        KeyRing::from_dir(empty),
+        Err(KeyError::NoKeys { .. })
+    ));
     let missing = SigningKey::from_dir(empty, &key_id("k1")).expect_err("missing file");
     assert!(missing.to_string().contains("k1.key"), "{missing}");
 }

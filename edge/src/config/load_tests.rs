@@ -97,7 +97,10 @@ fn identity_audience_and_jwks_transport_problems_name_their_keys() {
         "addresses = [\"127.0.0.1:4002\"]\nidentity_audience = \"records service\"",
     );
     let err = load(&text).expect_err("bad audience");
-    assert_eq!(err.problems[0].key, "clusters.records.identity_audience", "{err}");
+    assert_eq!(
+        err.problems[0].key, "clusters.records.identity_audience",
+        "{err}"
+    );
     assert_eq!(err.problems[0].line, Some(4), "{err}");
 
     let jwt = |url: &str, extra: &str| {
@@ -106,7 +109,10 @@ fn identity_audience_and_jwks_transport_problems_name_their_keys() {
         )
     };
     for (text, key) in [
-        (jwt("http://127.0.0.1:4001/jwks", ""), "plugins.jwt.jwks_url"),
+        (
+            jwt("http://127.0.0.1:4001/jwks", ""),
+            "plugins.jwt.jwks_url",
+        ),
         (
             jwt("http://auth.example.com/jwks", "jwks_allow_http = true\n"),
             "plugins.jwt.jwks_allow_http",
@@ -116,8 +122,11 @@ fn identity_audience_and_jwks_transport_problems_name_their_keys() {
         assert_eq!(err.problems[0].key, key, "{err}");
         assert!(err.to_string().contains("https://"), "{err}");
     }
-    load(&jwt("http://127.0.0.1:4001/jwks", "jwks_allow_http = true\n"))
-        .expect("loopback over http when allowed");
+    load(&jwt(
+        "http://127.0.0.1:4001/jwks",
+        "jwks_allow_http = true\n",
+    ))
+    .expect("loopback over http when allowed");
     load(&jwt("https://auth.example.com/jwks", "")).expect("https");
 
     // The v1 key file setting is gone, loudly: a stale config names the key.

@@ -201,7 +201,9 @@ pub(crate) mod testing {
             issuer: test_support::ISSUER.into(),
             audience: test_support::AUDIENCE.into(),
             // The test JWKS servers listen on 127.0.0.1 over plain HTTP unless TLS is asked for.
-            jwks_allow_http: jwks_url.as_deref().is_some_and(|u| u.starts_with("http://")),
+            jwks_allow_http: jwks_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("http://")),
             jwks_url,
             jwks_ca_file: None,
             jwks_refresh_interval: Duration::from_secs(300),

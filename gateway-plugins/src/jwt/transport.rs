@@ -232,7 +232,11 @@ mod tests {
         let issues = jwks_transport_issues(&jwt("http://auth.example.com/jwks", true, None));
         assert_eq!(issues.len(), 1);
         assert_eq!(issues[0].path, "jwt.jwks_allow_http");
-        assert!(issues[0].message.contains("auth.example.com"), "{}", issues[0].message);
+        assert!(
+            issues[0].message.contains("auth.example.com"),
+            "{}",
+            issues[0].message
+        );
 
         assert_eq!(
             paths(&jwt("http://auth/jwks", true, Some("ca.pem"))),
@@ -242,7 +246,10 @@ mod tests {
             paths(&jwt("https://auth/jwks", true, None)),
             ["jwt.jwks_allow_http"]
         );
-        assert_eq!(paths(&jwt("ftp://auth/jwks", false, None)), ["jwt.jwks_url"]);
+        assert_eq!(
+            paths(&jwt("ftp://auth/jwks", false, None)),
+            ["jwt.jwks_url"]
+        );
         assert_eq!(paths(&jwt("https:///jwks", false, None)), ["jwt.jwks_url"]);
     }
 
@@ -253,8 +260,8 @@ mod tests {
     ) -> (JwtVerifier, Result<usize, crate::jwt::JwksError>) {
         let mut config = provider(Some(server.url()));
         config.jwks_ca_file = ca_file.map(Path::to_path_buf);
-        let verifier = JwtVerifier::new(&config, Path::new("."), PolicyMetrics::for_tests())
-            .expect("config");
+        let verifier =
+            JwtVerifier::new(&config, Path::new("."), PolicyMetrics::for_tests()).expect("config");
         let fetched = verifier.refresh_jwks().await;
         (verifier, fetched)
     }
@@ -278,10 +285,7 @@ mod tests {
         // Another CA, and the system roots (which do not hold the test CA): refused at the
         // handshake, with the reason in the error.
         let other = testkit::TestPki::new().expect("other pki");
-        for (what, ca) in [
-            ("wrong CA", Some(other.ca_path())),
-            ("system roots", None),
-        ] {
+        for (what, ca) in [("wrong CA", Some(other.ca_path())), ("system roots", None)] {
             let (_, fetched) = fetch_from(&server, ca.as_deref()).await;
             let err = fetched.expect_err(what).to_string();
             assert!(err.contains("CERTIFICATE_VERIFY_FAILED"), "{what}: {err}");
@@ -305,9 +309,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("empty.pem"), "no certificates here").expect("write");
         for file in ["missing.pem", "empty.pem"] {
-            let err = jwks_client(&jwt("https://auth/jwks", false, Some(file)), dir.path())
-                .err()
-                .expect("refused");
+            let Err(err) = jwks_client(&jwt("https://auth/jwks", false, Some(file)), dir.path())
+            else {
+                panic!("{file}: accepted");
+            };
             assert_eq!(err.path, "jwt.jwks_ca_file", "{file}: {}", err.message);
             assert!(err.message.contains(file), "{}", err.message);
         }

@@ -127,14 +127,16 @@ mod tests {
         let mut elsewhere = ctx(false);
         elsewhere.upstream.path_and_query = "/records/stats".into();
         let second = chain
-            .evaluate(
-                &request("GET", &[bearer(&f.key.sign(&claims))]),
-                &elsewhere,
-            )
+            .evaluate(&request("GET", &[bearer(&f.key.sign(&claims))]), &elsewhere)
             .await;
         let second = upstream(&second, "x-user-assertion").expect("assertion");
         records
-            .verify(second.to_str().expect("ascii"), &alice, "GET", "/records/stats")
+            .verify(
+                second.to_str().expect("ascii"),
+                &alice,
+                "GET",
+                "/records/stats",
+            )
             .expect("bound to the second request");
         // Nothing is listed for removal: the edge strips every inbound x-user-* itself.
         assert!(outcome.upstream_edits.remove.is_empty());

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use http::request::Parts;
 use http::HeaderValue;
 
-use crate::config::{
-    JwtProviderConfig, JwtRoutePolicy, PluginsConfig, RateLimitRule,
-    RateLimitScope, StaticKeyConfig,
-};
 use crate::config::{JwtAlgorithm, JwtMode, RateLimitKey, RoutePolicy};
+use crate::config::{
+    JwtProviderConfig, JwtRoutePolicy, PluginsConfig, RateLimitRule, RateLimitScope,
+    StaticKeyConfig,
+};
 use crate::decision::{ChainOutcome, Decision, PolicyResponse};
 use crate::test_support::{write_identity_key, TestKey};
 use crate::Protocol;

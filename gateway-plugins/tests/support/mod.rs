@@ -249,7 +249,11 @@ impl JwksServer {
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .expect("server certificate");
-        Self::start_with(keys, Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+        Self::start_with(
+            keys,
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+        )
+        .await
     }
 
     async fn start_with(keys: Vec<Value>, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
@@ -316,7 +320,10 @@ impl JwksServer {
 
     pub fn url(&self) -> String {
         if self.https {
-            format!("https://localhost:{}/.well-known/jwks.json", self.addr.port())
+            format!(
+                "https://localhost:{}/.well-known/jwks.json",
+                self.addr.port()
+            )
         } else {
             format!("http://{}/.well-known/jwks.json", self.addr)
         }

@@ -31,7 +31,9 @@ pub struct Caller {
 pub enum IdentityConfigError {
     #[error("--identity-key-dir / IDENTITY_KEY_DIR: {0}")]
     Keys(#[from] KeyError),
-    #[error("--identity-max-age / --identity-max-skew (IDENTITY_MAX_AGE / IDENTITY_MAX_SKEW): {0}")]
+    #[error(
+        "--identity-max-age / --identity-max-skew (IDENTITY_MAX_AGE / IDENTITY_MAX_SKEW): {0}"
+    )]
     Window(#[from] WindowError),
     #[error("--identity-audience / IDENTITY_AUDIENCE: must not be empty")]
     EmptyAudience,

@@ -225,7 +225,8 @@ async fn another_users_records_are_not_found_over_grpc() {
     };
     let created = client
         .create(alice.request(
-            &h.key, "Create",
+            &h.key,
+            "Create",
             pb::CreateRecordRequest {
                 fields: Some(fields),
             },
@@ -241,7 +242,8 @@ async fn another_users_records_are_not_found_over_grpc() {
     assert_eq!(get.unwrap_err().code(), tonic::Code::NotFound);
     let update = client
         .update(bob.request(
-            &h.key, "Update",
+            &h.key,
+            "Update",
             pb::UpdateRecordRequest {
                 id: id.clone(),
                 fields: Some(pb::RecordFields {
@@ -258,7 +260,8 @@ async fn another_users_records_are_not_found_over_grpc() {
     assert_eq!(delete.unwrap_err().code(), tonic::Code::NotFound);
     let list = client
         .list(bob.request(
-            &h.key, "List",
+            &h.key,
+            "List",
             pb::ListRecordsRequest {
                 limit: 0,
                 cursor: String::new(),
@@ -285,7 +288,8 @@ async fn grpc_serves_every_operation_like_http() {
     let mut client = svc.grpc_client().await;
     let created = client
         .create(alice.request(
-            &h.key, "Create",
+            &h.key,
+            "Create",
             pb::CreateRecordRequest {
                 fields: Some(pb::RecordFields {
                     artist: Some("Björk".into()),
@@ -308,7 +312,8 @@ async fn grpc_serves_every_operation_like_http() {
     // Update: only given fields change; an empty string clears an optional one.
     let updated = client
         .update(alice.request(
-            &h.key, "Update",
+            &h.key,
+            "Update",
             pb::UpdateRecordRequest {
                 id: created.id.clone(),
                 fields: Some(pb::RecordFields {
@@ -341,7 +346,8 @@ async fn grpc_serves_every_operation_like_http() {
 
     let found = client
         .search(alice.request(
-            &h.key, "Search",
+            &h.key,
+            "Search",
             pb::SearchRecordsRequest {
                 q: "bjork".into(),
                 limit: 0,
@@ -364,7 +370,8 @@ async fn grpc_serves_every_operation_like_http() {
 
     client
         .delete(alice.request(
-            &h.key, "Delete",
+            &h.key,
+            "Delete",
             pb::DeleteRecordRequest {
                 id: created.id.clone(),
             },
@@ -538,7 +545,8 @@ async fn list_pages_newest_first_with_an_opaque_cursor() {
     let mut grpc = svc.grpc_client().await;
     let first = grpc
         .list(alice.request(
-            &h.key, "List",
+            &h.key,
+            "List",
             pb::ListRecordsRequest {
                 limit: 4,
                 cursor: String::new(),
@@ -549,7 +557,8 @@ async fn list_pages_newest_first_with_an_opaque_cursor() {
         .into_inner();
     let second = grpc
         .list(alice.request(
-            &h.key, "List",
+            &h.key,
+            "List",
             pb::ListRecordsRequest {
                 limit: 4,
                 cursor: first.next_cursor.clone(),

@@ -352,7 +352,8 @@ async fn grpc_bad_input_is_invalid_argument() {
     assert_eq!(bad_id.code(), tonic::Code::InvalidArgument);
     let bad_cursor = client
         .list(alice.request(
-            &h.key, "List",
+            &h.key,
+            "List",
             pb::ListRecordsRequest {
                 limit: 10,
                 cursor: "nope".into(),
@@ -363,7 +364,8 @@ async fn grpc_bad_input_is_invalid_argument() {
     assert_eq!(bad_cursor.code(), tonic::Code::InvalidArgument);
     let empty_query = client
         .search(alice.request(
-            &h.key, "Search",
+            &h.key,
+            "Search",
             pb::SearchRecordsRequest {
                 q: " ".into(),
                 limit: 0,

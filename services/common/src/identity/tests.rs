@@ -51,7 +51,11 @@ fn parts(method: &str, uri: &str, headers: http::HeaderMap) -> Parts {
 #[test]
 fn valid_assertion_for_this_request_yields_the_caller() {
     let id = alice();
-    let request = parts("GET", "/records?limit=2", headers(&id, &sign(&key(), &id, &LIST)));
+    let request = parts(
+        "GET",
+        "/records?limit=2",
+        headers(&id, &sign(&key(), &id, &LIST)),
+    );
     let caller = gate().from_http(&request).expect("valid");
     assert_eq!(caller.user_id.to_string(), id.user_id);
     assert_eq!(caller.email, id.email);
@@ -61,9 +65,9 @@ fn valid_assertion_for_this_request_yields_the_caller() {
 fn the_uri_before_router_nesting_is_what_is_checked() {
     let id = alice();
     let mut request = parts("GET", "/?limit=2", headers(&id, &sign(&key(), &id, &LIST)));
-    request.extensions.insert(OriginalUri(
-        "/records?limit=2".parse().expect("uri"),
-    ));
+    request
+        .extensions
+        .insert(OriginalUri("/records?limit=2".parse().expect("uri")));
     assert!(gate().from_http(&request).is_ok());
 }
 
@@ -96,12 +100,20 @@ fn forged_stale_replayed_and_missing_assertions_are_401() {
         ("other service", "GET", "/records?limit=2", other_service),
         ("missing", "GET", "/records?limit=2", missing),
         ("other path", "GET", "/records/stats", headers(&id, &good)),
-        ("other query", "GET", "/records?limit=200", headers(&id, &good)),
-        ("other method", "DELETE", "/records?limit=2", headers(&id, &good)),
+        (
+            "other query",
+            "GET",
+            "/records?limit=200",
+            headers(&id, &good),
+        ),
+        (
+            "other method",
+            "DELETE",
+            "/records?limit=2",
+            headers(&id, &good),
+        ),
     ] {
-        let err = gate()
-            .from_http(&parts(method, uri, h))
-            .expect_err(name);
+        let err = gate().from_http(&parts(method, uri, h)).expect_err(name);
         assert_eq!(err.http_status(), http::StatusCode::UNAUTHORIZED, "{name}");
     }
 }
@@ -110,14 +122,23 @@ fn forged_stale_replayed_and_missing_assertions_are_401() {
 fn non_uuid_user_id_is_401_even_when_signed() {
     let mut id = alice();
     id.user_id = "not-a-uuid".into();
-    let request = parts("GET", "/records?limit=2", headers(&id, &sign(&key(), &id, &LIST)));
+    let request = parts(
+        "GET",
+        "/records?limit=2",
+        headers(&id, &sign(&key(), &id, &LIST)),
+    );
     let err = gate().from_http(&request).expect_err("non-uuid");
     assert_eq!(err.grpc_code(), tonic::Code::Unauthenticated);
 }
 
 /// What the gRPC server's tonic code hands a method: `Request::from_http` of the incoming
 /// HTTP/2 request, after the `record_request_target` layer when `layer` is set.
-fn grpc_request(identity: &Identity, assertion: &str, path: &str, layer: bool) -> tonic::Request<()> {
+fn grpc_request(
+    identity: &Identity,
+    assertion: &str,
+    path: &str,
+    layer: bool,
+) -> tonic::Request<()> {
     let mut http = http::Request::builder()
         .method("POST")
         .uri(path)
@@ -143,7 +164,10 @@ fn grpc_calls_are_checked_against_their_recorded_method_path() {
     assert_eq!(gate().from_grpc(&ok).expect("valid").jti, id.jti);
     let replayed = grpc_request(&id, &assertion, "/records.RecordsService/Delete", true);
     assert_eq!(
-        gate().from_grpc(&replayed).expect_err("other method").grpc_code(),
+        gate()
+            .from_grpc(&replayed)
+            .expect_err("other method")
+            .grpc_code(),
         tonic::Code::Unauthenticated
     );
     // Without the layer nothing can be bound: refused, not waved through.
@@ -170,7 +194,11 @@ fn flags_beyond_the_caps_or_without_keys_name_the_flag() {
     .expect("key");
     let gate = IdentityGate::from_args(&args, "records").expect("gate");
     let id = alice();
-    let request = parts("GET", "/records?limit=2", headers(&id, &sign(&key(), &id, &LIST)));
+    let request = parts(
+        "GET",
+        "/records?limit=2",
+        headers(&id, &sign(&key(), &id, &LIST)),
+    );
     assert!(gate.from_http(&request).is_ok(), "the file's key is key()");
     args.identity_audience = Some("auth".into());
     let as_auth = IdentityGate::from_args(&args, "records").expect("gate");
