@@ -154,9 +154,21 @@ impl User {
         method: &str,
         path_and_query: &str,
     ) -> reqwest::header::HeaderMap {
+        self.headers_for("records", key, method, path_and_query)
+    }
+
+    /// The identity headers the edge would send with `method path_and_query` to the
+    /// service named `audience`.
+    pub fn headers_for(
+        &self,
+        audience: &str,
+        key: &SigningKey,
+        method: &str,
+        path_and_query: &str,
+    ) -> reqwest::header::HeaderMap {
         let mut headers = reqwest::header::HeaderMap::new();
         let target = Target {
-            audience: "records",
+            audience,
             method,
             path_and_query,
         };
@@ -220,7 +232,7 @@ pub async fn call(
 }
 
 /// A GET of `path` as `user`.
-pub async fn get(running: &Running, key: &IdentityKey, user: &User, path: &str) -> (u16, Value) {
+pub async fn get(running: &Running, key: &SigningKey, user: &User, path: &str) -> (u16, Value) {
     call(running, key, user, reqwest::Method::GET, path, None).await
 }
 
