@@ -126,7 +126,6 @@ else
     -subj /CN=localhost -addext subjectAltName=DNS:localhost \
     -keyout "$sandbox/tls/tls.key" -out "$sandbox/tls/tls.crt" 2>/dev/null
 fi
-head -c 32 /dev/urandom | base64 > "$sandbox/identity.key"
 if [ -n "$EDGE" ]; then
   for toml in "$WORK"/edge-toml/*.toml; do
     overlay="$(basename "$toml" .toml)"

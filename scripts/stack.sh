@@ -58,7 +58,7 @@ start_service() {
   # shellcheck disable=SC2046
   DATABASE_URL="$(database_url)" REDIS_URL="redis://127.0.0.1:${REDIS_PORT}" \
     RECORDS_CACHE_REDIS_URL="redis://127.0.0.1:${REDIS_CACHE_PORT}" \
-    IDENTITY_KEY_FILE="$SECRETS/identity.key" \
+    IDENTITY_KEY_DIR="$SECRETS/identity" \
     setsid nohup "$bin" $(service_args "$name") >> "$log" 2>&1 < /dev/null &
   echo $! > "$pidfile"
   if ! wait_http "$(ready_url "$name")" 90; then
@@ -99,7 +99,10 @@ up() {
 
   make_certs
   step "secrets in .dev/secrets"
-  ensure_secret identity.key
+  # The identity key edge/config/dev.toml signs with (key_id = "dev-1"); auth and records
+  # accept every *.key of the directory (docs/identity-rotation.md).
+  (umask 077 && mkdir -p "$SECRETS/identity")
+  ensure_secret identity/dev-1.key
   # The edge admin's bearer token (admin.token_file): POST /config/reload, /certs/reload.
   ensure_secret admin-token
   mkdir -p "$DEV/keys" && chmod 700 "$DEV/keys"
@@ -163,10 +166,22 @@ status() {
   "$ROOT/scripts/datastores.sh" status
 }
 
+# `stack.sh restart auth records`: stop and start services of a running stack, e.g. so
+# they load a new identity key (docs/identity-rotation.md).
+restart() {
+  [ "$#" -gt 0 ] || die "usage: $0 restart SERVICE..."
+  for svc in "$@"; do
+    case " ${SERVICES[*]} " in *" $svc "*) ;; *) die "unknown service $svc" ;; esac
+    stop_service "$svc"
+    start_service "$svc"
+  done
+}
+
 case "${1:-}" in
   up) up ;;
   down) down ;;
   status) status ;;
   certs) make_certs ;;
-  *) die "usage: $0 up|down|status|certs" ;;
+  restart) shift; restart "$@" ;;
+  *) die "usage: $0 up|down|status|certs|restart SERVICE..." ;;
 esac

@@ -13,7 +13,9 @@ use bytes::Bytes;
 use gateway_plugins::decision::Decision;
 use gateway_plugins::error_shape::error_response;
 use gateway_plugins::identity::is_identity_header;
-use gateway_plugins::{ErrorKind, HeaderEdits, PolicyResponse, Protocol, RequestContext, TlsInfo};
+use gateway_plugins::{
+    ErrorKind, HeaderEdits, PolicyResponse, Protocol, RequestContext, TlsInfo, UpstreamTarget,
+};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::StatusCode;
@@ -195,6 +197,10 @@ pub async fn admit(snapshot: &Snapshot, parts: &Parts, downstream: &Downstream) 
         tls: downstream.tls.clone(),
         route_id: route.id.clone(),
         grpc,
+        upstream: UpstreamTarget {
+            audience: Arc::clone(&route.cluster.identity_audience),
+            path_and_query: upstream_path_and_query(route, &parts.uri),
+        },
     };
     let outcome = route.chain.evaluate(parts, &ctx).await;
     let request_id = outcome
@@ -350,12 +356,7 @@ pub fn prepare_upstream_request(
     request.insert_header("x-forwarded-proto", "https")?;
 
     if forward.route.strip_prefix.is_some() {
-        let original = request
-            .uri
-            .path_and_query()
-            .map(|pq| pq.as_str().to_string())
-            .unwrap_or_else(|| "/".to_string());
-        let rewritten = forward.route.upstream_path(&original);
+        let rewritten = upstream_path_and_query(&forward.route, &request.uri);
         let uri = http::Uri::builder()
             .path_and_query(rewritten.as_str())
             .build()
@@ -368,6 +369,14 @@ pub fn prepare_upstream_request(
         request.set_uri(uri);
     }
     Ok(())
+}
+
+/// The path and query the upstream receives for a request to `uri` on `route`: the one
+/// function both the identity assertion (bound to it) and the rewrite use, so the service
+/// checks the assertion against exactly the target it was signed for.
+pub fn upstream_path_and_query(route: &Route, uri: &http::Uri) -> String {
+    let original = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    route.upstream_path(original)
 }
 
 /// Headers every response through the edge gets.

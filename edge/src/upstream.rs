@@ -84,6 +84,9 @@ impl Drop for InFlight {
 #[derive(Debug)]
 pub struct Cluster {
     pub name: Arc<str>,
+    /// The service name identity assertions for this cluster are bound to
+    /// (`identity_audience`, else the cluster's name).
+    pub identity_audience: Arc<str>,
     pub config: ClusterConfig,
     pub backends: Vec<Arc<Backend>>,
     next: AtomicUsize,
@@ -174,6 +177,7 @@ impl Cluster {
         }
         Ok(Arc::new(Self {
             name: Arc::from(name),
+            identity_audience: Arc::from(config.identity_audience.as_deref().unwrap_or(name)),
             config: config.clone(),
             backends,
             next: AtomicUsize::new(0),

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use gateway_plugins::config::{
-    IdentityConfig, JwtAlgorithm, JwtMode, JwtProviderConfig, JwtRoutePolicy, PluginsConfig,
-    RateLimitKey, RateLimitRule, RateLimitScope, RedisConfig, StaticKeyConfig,
+    JwtAlgorithm, JwtMode, JwtProviderConfig, JwtRoutePolicy, PluginsConfig, RateLimitKey,
+    RateLimitRule, RateLimitScope, RedisConfig, StaticKeyConfig,
 };
 use gateway_plugins::jwt::JwtVerifier;
 use gateway_plugins::rate_limit::{LimitKey, RuleLimiter};
@@ -33,6 +33,8 @@ fn provider(keys: &[&TestKey], dir: &Path, cache_size: usize) -> JwtProviderConf
         issuer: support::ISSUER.into(),
         audience: support::AUDIENCE.into(),
         jwks_url: None,
+        jwks_ca_file: None,
+        jwks_allow_http: false,
         jwks_refresh_interval: Duration::from_secs(300),
         jwks_min_refetch_interval: Duration::from_secs(10),
         jwks_fetch_timeout: Duration::from_secs(1),
@@ -161,9 +163,7 @@ async fn chain_bench(redis: Option<RedisConfig>) -> ChainBench {
     support::write_identity_key(dir.path());
     let config = PluginsConfig {
         jwt: Some(provider(&[&key], dir.path(), 10_000)),
-        identity: Some(IdentityConfig {
-            key_file: "identity.key".into(),
-        }),
+        identity: Some(support::identity_config()),
         redis,
         ..PluginsConfig::default()
     };
@@ -206,6 +206,10 @@ async fn chain_bench(redis: Option<RedisConfig>) -> ChainBench {
         tls: None,
         route_id: Arc::from("records"),
         grpc: false,
+        upstream: gateway_plugins::UpstreamTarget {
+            audience: Arc::from("records"),
+            path_and_query: "/records".into(),
+        },
     };
     ChainBench {
         runtime,

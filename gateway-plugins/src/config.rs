@@ -114,9 +114,20 @@ pub struct JwtProviderConfig {
     pub issuer: String,
     /// Required `aud` claim.
     pub audience: String,
-    /// The auth service's JWKS document, e.g. `http://127.0.0.1:4001/.well-known/jwks.json`.
+    /// The issuer's JWKS document: `https://...`, or `http://...` to a loopback or
+    /// in-cluster host when `jwks_allow_http` is set (e.g. the auth service's
+    /// `http://127.0.0.1:4001/.well-known/jwks.json`).
     #[serde(default)]
     pub jwks_url: Option<String>,
+    /// PEM bundle of the CAs an `https://` JWKS server's certificate must chain to; when
+    /// set, only these are trusted. Default: the system roots. Relative to the config file.
+    #[serde(default)]
+    pub jwks_ca_file: Option<PathBuf>,
+    /// Accept an `http://` `jwks_url`. Only valid for loopback, private-address and
+    /// in-cluster hosts (single-label or `*.svc` names): anyone on a plain-HTTP path could
+    /// swap the keys.
+    #[serde(default)]
+    pub jwks_allow_http: bool,
     /// How often the JWKS is refetched in the background.
     #[serde(default = "defaults::jwks_refresh_interval", with = "humantime_serde")]
     pub jwks_refresh_interval: Duration,
@@ -200,8 +211,13 @@ impl Default for RevocationConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityConfig {
-    /// File holding the base64 HMAC key shared with the services.
-    pub key_file: PathBuf,
+    /// The key directory shared with the services: one `<key-id>.key` file (base64 of at
+    /// least 32 bytes) per key. Relative paths are relative to the config file.
+    pub key_dir: PathBuf,
+    /// The key the edge signs with: `<key_dir>/<key_id>.key`. The services accept every
+    /// key of their directory, so a rotation adds the new key there first, then moves this
+    /// (docs/identity-rotation.md).
+    pub key_id: String,
 }
 
 /// `[plugins.client_ip]`
@@ -465,14 +481,7 @@ impl PluginsConfig {
                     message: "set jwks_url or at least one static_keys entry".into(),
                 });
             }
-            if let Some(url) = &jwt.jwks_url {
-                if !url.starts_with("http://") {
-                    issues.push(ConfigIssue {
-                        path: "jwt.jwks_url".into(),
-                        message: "only http:// URLs are supported (the auth service inside the cluster); use static_keys otherwise".into(),
-                    });
-                }
-            }
+            issues.extend(crate::jwt::jwks_transport_issues(jwt));
             if jwt.issuer.is_empty() {
                 issues.push(ConfigIssue {
                     path: "jwt.issuer".into(),

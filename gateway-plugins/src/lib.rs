@@ -116,4 +116,16 @@ pub struct RequestContext {
     pub route_id: Arc<str>,
     /// True for `content-type: application/grpc*`: errors must be gRPC-shaped.
     pub grpc: bool,
+    /// Where the request goes, as the service will see it: what the identity assertion
+    /// is bound to.
+    pub upstream: UpstreamTarget,
+}
+
+/// The service a request is forwarded to and the request target it will receive there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTarget {
+    /// The service's name (`identity_audience` of the route's cluster).
+    pub audience: Arc<str>,
+    /// Path and query after the route's rewrite, byte for byte what the edge sends.
+    pub path_and_query: String,
 }

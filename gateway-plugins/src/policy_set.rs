@@ -16,12 +16,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use identity_assertion::IdentityKey;
+use identity_assertion::{KeyId, SigningKey};
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 
 use crate::client_ip::ClientIpResolver;
-use crate::config::PluginsConfig;
+use crate::config::{IdentityConfig, PluginsConfig};
 use crate::error::RuntimeError;
 use crate::jwt::JwtVerifier;
 use crate::metrics::PolicyMetrics;
@@ -102,7 +102,7 @@ pub struct PolicySet {
     pub(crate) jwt: Option<Part<JwtVerifier>>,
     pub(crate) redis: Option<Part<RedisLink>>,
     pub(crate) revocation: Part<RevocationCache>,
-    pub(crate) identity_key: Option<Arc<IdentityKey>>,
+    pub(crate) identity_key: Option<Arc<SigningKey>>,
     pub(crate) client_ip: Arc<ClientIpResolver>,
 }
 
@@ -154,13 +154,7 @@ impl PolicySet {
         let same = |f: &dyn Fn(&PluginsConfig) -> bool| old.is_some_and(|o| f(&o.config));
 
         let identity_key = match &config.identity {
-            Some(identity) => {
-                let path = resolve(config_dir, &identity.key_file);
-                let key = IdentityKey::from_file(&path).map_err(|e| {
-                    RuntimeError::config("plugins.identity.key_file", e.to_string())
-                })?;
-                Some(Arc::new(key))
-            }
+            Some(identity) => Some(Arc::new(load_signing_key(identity, config_dir)?)),
             None => None,
         };
 
@@ -234,6 +228,28 @@ impl PolicySet {
             client_ip: Arc::new(ClientIpResolver::new(&config.client_ip)),
         })
     }
+}
+
+/// `<key_dir>/<key_id>.key`; a problem is reported at the key that can fix it.
+fn load_signing_key(
+    identity: &IdentityConfig,
+    config_dir: &Path,
+) -> Result<SigningKey, RuntimeError> {
+    let id = KeyId::new(&identity.key_id)
+        .map_err(|e| RuntimeError::config("plugins.identity.key_id", e.to_string()))?;
+    let dir = resolve(config_dir, &identity.key_dir);
+    if !dir.is_dir() {
+        return Err(RuntimeError::config(
+            "plugins.identity.key_dir",
+            format!("{} is not a directory", dir.display()),
+        ));
+    }
+    SigningKey::from_dir(&dir, &id).map_err(|e| {
+        RuntimeError::config(
+            "plugins.identity.key_id",
+            format!("no usable key `{id}` in {}: {e}", dir.display()),
+        )
+    })
 }
 
 /// First JWKS fetch (awaited, bounded by the fetch timeout), then the refresh loop and the

@@ -243,6 +243,8 @@ mod tests {
                 issuer: "i".into(),
                 audience: "a".into(),
                 jwks_url: Some(server.url()),
+                jwks_ca_file: None,
+                jwks_allow_http: true,
                 jwks_refresh_interval: Duration::from_millis(200),
                 jwks_min_refetch_interval: Duration::from_secs(10),
                 jwks_fetch_timeout: Duration::from_secs(1),
@@ -287,25 +289,42 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn missing_identity_key_file_is_reported_at_its_key() {
-        let config = PluginsConfig {
-            identity: Some(crate::config::IdentityConfig {
-                key_file: "missing.key".into(),
-            }),
-            ..PluginsConfig::default()
+    async fn identity_key_problems_are_reported_at_the_key_that_fixes_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        crate::test_support::write_identity_key(dir.path());
+        let attempt = |key_dir: &str, key_id: &str| {
+            let config = PluginsConfig {
+                identity: Some(crate::config::IdentityConfig {
+                    key_dir: key_dir.into(),
+                    key_id: key_id.into(),
+                }),
+                ..PluginsConfig::default()
+            };
+            let dir = dir.path().to_path_buf();
+            async move {
+                PolicyRuntime::new(&config, &dir, &prometheus::Registry::new())
+                    .await
+                    .err()
+                    .expect("refused")
+            }
         };
-        let err = PolicyRuntime::new(
-            &config,
-            Path::new("/nonexistent"),
-            &prometheus::Registry::new(),
-        )
-        .await
-        .err()
-        .expect("missing key file");
-        assert!(
-            matches!(&err, RuntimeError::Config { path, .. } if path == "plugins.identity.key_file"),
-            "{err}"
-        );
+        for (key_dir, key_id, path, says) in [
+            (
+                "missing",
+                "test",
+                "plugins.identity.key_dir",
+                "not a directory",
+            ),
+            ("identity", "other", "plugins.identity.key_id", "other.key"),
+            ("identity", "../test", "plugins.identity.key_id", "key id"),
+        ] {
+            let err = attempt(key_dir, key_id).await;
+            assert!(
+                matches!(&err, RuntimeError::Config { path: p, .. } if p == path),
+                "{key_dir}/{key_id}: {err}"
+            );
+            assert!(err.to_string().contains(says), "{err}");
+        }
     }
     #[tokio::test]
     async fn reconfigure_keeps_buckets_and_picks_up_a_new_identity_key() {
@@ -454,6 +473,8 @@ mod tests {
             issuer: "i".into(),
             audience: "a".into(),
             jwks_url: Some(url),
+            jwks_ca_file: None,
+            jwks_allow_http: true,
             jwks_refresh_interval: Duration::from_millis(50),
             jwks_min_refetch_interval: Duration::from_secs(10),
             jwks_fetch_timeout: Duration::from_secs(1),

@@ -7,11 +7,13 @@
 cluster. The copy differs from the ConfigMap's text in exactly these values, replaced in place
 (everything else is checked as rendered):
   - [tls.default] / [[tls.certs]] cert and key  -> SANDBOX/tls/tls.crt, tls.key (a throwaway pair)
-  - [plugins.identity] key_file                 -> SANDBOX/identity.key
+  - [plugins.identity] key_dir                  -> SANDBOX/identity (a throwaway <key_id>.key made here)
   - [admin] token_file                          -> SANDBOX/admin-token (a throwaway token)
   - [server] pid_file, upgrade_sock              -> SANDBOX/run/...
   - [clusters.*] addresses host:port             -> 127.0.0.1:port (Service names do not resolve here)
 """
+import base64
+import os
 import re
 import sys
 import tomllib
@@ -28,9 +30,12 @@ def main() -> int:
         if entry:
             replacements[entry["cert"]] = str(sandbox / "tls" / "tls.crt")
             replacements[entry["key"]] = str(sandbox / "tls" / "tls.key")
-    identity = cfg.get("plugins", {}).get("identity", {}).get("key_file")
-    if identity:
-        replacements[identity] = str(sandbox / "identity.key")
+    identity = cfg.get("plugins", {}).get("identity", {})
+    if identity.get("key_dir"):
+        replacements[identity["key_dir"]] = str(sandbox / "identity")
+        (sandbox / "identity").mkdir(parents=True, exist_ok=True)
+        key = sandbox / "identity" / f"{identity.get('key_id', '')}.key"
+        key.write_text(base64.b64encode(os.urandom(32)).decode() + "\n", encoding="ascii")
     token = cfg.get("admin", {}).get("token_file")
     if token:
         replacements[token] = str(sandbox / "admin-token")

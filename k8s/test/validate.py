@@ -383,12 +383,14 @@ def check_edge(r: Render, edge_toml_out: Path | None) -> None:
                 problem(r.where(ds), f"TLS mount uses subPath: rotations would never reach the pod")
             if posixpath.basename(path) not in {"tls.crt", "tls.key"}:
                 problem(r.where(cm), f"[tls.default] {k} = {path}: a kubernetes.io/tls Secret has tls.crt and tls.key")
-    identity = ((cfg.get("plugins") or {}).get("identity") or {}).get("key_file")
+    identity = ((cfg.get("plugins") or {}).get("identity") or {}).get("key_dir")
     if identity:
         m = mount_for(identity, edge)
         vol = volume(spec, m["name"]) if m else None
         if not vol or "secret" not in vol:
-            problem(r.where(ds), f"[plugins.identity] key_file = {identity} is not on a Secret volume")
+            problem(r.where(ds), f"[plugins.identity] key_dir = {identity} is not on a Secret volume")
+        elif m.get("subPath"):
+            problem(r.where(ds), f"[plugins.identity] key_dir = {identity}: a subPath mount never sees a rotated key")
     server = cfg.get("server", {})
     for k, default in (("pid_file", "/tmp/record-edge.pid"), ("upgrade_sock", "/tmp/record-edge-upgrade.sock")):
         path = server.get(k, default)

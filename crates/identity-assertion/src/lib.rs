@@ -1,61 +1,72 @@
 //! The identity assertion: how the edge tells a service who the caller is.
 //!
 //! After the edge has verified a JWT it forwards the caller as plain headers
-//! (`x-user-id`, `x-user-email`, `x-user-jti`) plus `x-user-assertion`, an
-//! HMAC-SHA256 over those values and a timestamp, keyed with a secret shared
-//! only by the edge and the services. A service trusts the plain headers only
-//! when the assertion verifies and is fresh, so a request that bypasses the
-//! edge (or a client that forges `x-user-id`) gets nothing.
+//! (`x-user-id`, `x-user-email`, `x-user-jti`) plus `x-user-assertion`, an HMAC-SHA256
+//! keyed with a secret shared only by the edge and the services. A service trusts the
+//! plain headers only when the assertion verifies and is fresh, so a request that bypasses
+//! the edge (or a client that forges `x-user-id`) gets nothing.
 //!
-//! Wire format of the assertion: `v1.<unix-seconds>.<base64url(mac)>` where
-//! `mac = HMAC-SHA256(key, "v1\n<unix-seconds>\n<user-id>\n<email>\n<jti>")`.
-//! gRPC carries the same four values as metadata with the same names.
+//! The MAC binds the caller to **one request**: the target service (its audience name),
+//! the method, and the path and query exactly as the service receives them (after any
+//! rewrite at the edge), for a few seconds. A captured assertion is therefore no bearer
+//! token: replayed on another path, with another method or at another service it fails,
+//! and it dies within seconds (`DEFAULT_MAX_AGE` + `DEFAULT_MAX_SKEW`).
+//!
+//! Wire format (version 2; version 1, which bound neither the request nor a key id, is
+//! refused like any malformed value):
+//!
+//! ```text
+//! v2.<key-id>.<unix-seconds>.<base64url(mac)>
+//! mac = HMAC-SHA256(key[key-id], "v2" || field...)   for the fields
+//!       key-id, unix-seconds, audience, METHOD, path-and-query, user-id, email, jti
+//! ```
+//!
+//! each field written as its length (8 bytes, big-endian) and its bytes, so no choice of
+//! values can make two different field lists sign alike. gRPC carries the same four values
+//! as metadata with the same names; its path is `/<package>.<Service>/<Method>`.
 
-use std::fmt;
-use std::path::Path;
+mod keys;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use hmac::Mac;
 use subtle::ConstantTimeEq;
+
+pub use keys::{key_file, IdentityKey, KeyError, KeyId, KeyRing, SigningKey, KEY_FILE_SUFFIX};
 
 pub const HEADER_USER_ID: &str = "x-user-id";
 pub const HEADER_USER_EMAIL: &str = "x-user-email";
 pub const HEADER_USER_JTI: &str = "x-user-jti";
 pub const HEADER_ASSERTION: &str = "x-user-assertion";
 
-/// How old an assertion may be when it reaches a service.
-pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(60);
+/// How old an assertion may be when it reaches a service. The edge signs each request as
+/// it forwards it, so this only has to cover the hop (and a retry on another backend).
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(5);
 /// How far in the future an assertion may be stamped (clock skew between nodes).
-pub const DEFAULT_MAX_SKEW: Duration = Duration::from_secs(5);
+pub const DEFAULT_MAX_SKEW: Duration = Duration::from_secs(2);
+/// The largest `max_age` a verifier accepts: a longer window turns the assertion back
+/// into a replayable credential.
+pub const MAX_MAX_AGE: Duration = Duration::from_secs(30);
+/// The largest `max_skew` a verifier accepts.
+pub const MAX_MAX_SKEW: Duration = Duration::from_secs(10);
 
-const VERSION: &str = "v1";
-const MIN_KEY_BYTES: usize = 32;
-
-type HmacSha256 = Hmac<Sha256>;
-
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    #[error("cannot read identity key file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("identity key is not valid base64: {0}")]
-    Base64(#[from] base64::DecodeError),
-    #[error("identity key is {0} bytes; at least {MIN_KEY_BYTES} are required")]
-    TooShort(usize),
-}
+const VERSION: &str = "v2";
+/// Longer values are refused before any parsing (a v2 assertion is ~110 bytes).
+const MAX_ASSERTION_LEN: usize = 256;
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
     #[error("identity assertion is missing")]
     Missing,
-    #[error("identity assertion is malformed")]
+    #[error("identity assertion is malformed (or not version 2)")]
     Malformed,
-    #[error("identity assertion signature does not match")]
+    #[error("identity assertion is signed with key `{0}`, which this service does not hold")]
+    UnknownKey(String),
+    #[error(
+        "identity assertion signature does not match (forged, or signed for another method, path or service)"
+    )]
     BadSignature,
     #[error("identity assertion has expired")]
     Expired,
@@ -63,44 +74,12 @@ pub enum VerifyError {
     NotYetValid,
 }
 
-/// The shared HMAC key. Its `Debug` never prints the secret.
-#[derive(Clone)]
-pub struct IdentityKey(Vec<u8>);
-
-impl fmt::Debug for IdentityKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "IdentityKey(<{} bytes redacted>)", self.0.len())
-    }
-}
-
-impl IdentityKey {
-    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, KeyError> {
-        if bytes.len() < MIN_KEY_BYTES {
-            return Err(KeyError::TooShort(bytes.len()));
-        }
-        Ok(Self(bytes))
-    }
-
-    /// A key written as base64 text (standard alphabet, surrounding whitespace ignored).
-    pub fn from_base64(text: &str) -> Result<Self, KeyError> {
-        Self::from_bytes(STANDARD.decode(text.trim())?)
-    }
-
-    pub fn from_file(path: &Path) -> Result<Self, KeyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| KeyError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::from_base64(&text)
-    }
-
-    fn mac(&self) -> HmacSha256 {
-        // HMAC accepts keys of any length; construction cannot fail.
-        match HmacSha256::new_from_slice(&self.0) {
-            Ok(mac) => mac,
-            Err(_) => unreachable!("HMAC-SHA256 accepts keys of any length"),
-        }
-    }
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WindowError {
+    #[error("max age {0:?} exceeds the cap of {MAX_MAX_AGE:?}")]
+    MaxAge(Duration),
+    #[error("max skew {0:?} exceeds the cap of {MAX_MAX_SKEW:?}")]
+    MaxSkew(Duration),
 }
 
 /// Who the caller is, as the edge established it.
@@ -111,13 +90,39 @@ pub struct Identity {
     pub jti: String,
 }
 
-fn signing_input(mac: &mut HmacSha256, unix_seconds: u64, identity: &Identity) {
+/// The one request an assertion is good for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target<'a> {
+    /// The name of the service the request is for (`auth`, `records`): the edge's
+    /// `identity_audience` of the cluster, the service's own `--identity-audience`.
+    pub audience: &'a str,
+    /// The request method, upper case as on the wire (`GET`, `POST`).
+    pub method: &'a str,
+    /// Path and query exactly as the service receives them (`/records?limit=5`).
+    pub path_and_query: &'a str,
+}
+
+fn signing_input(
+    mac: &mut keys::HmacSha256,
+    key_id: &str,
+    unix_seconds: u64,
+    target: &Target<'_>,
+    identity: &Identity,
+) {
     mac.update(VERSION.as_bytes());
-    mac.update(b"\n");
-    mac.update(unix_seconds.to_string().as_bytes());
-    for value in [&identity.user_id, &identity.email, &identity.jti] {
-        mac.update(b"\n");
-        mac.update(value.as_bytes());
+    let stamp = unix_seconds.to_string();
+    for field in [
+        key_id,
+        stamp.as_str(),
+        target.audience,
+        target.method,
+        target.path_and_query,
+        &identity.user_id,
+        &identity.email,
+        &identity.jti,
+    ] {
+        mac.update(&(field.len() as u64).to_be_bytes());
+        mac.update(field.as_bytes());
     }
 }
 
@@ -128,68 +133,133 @@ fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
-/// Signs `identity` at the current time.
-pub fn sign(key: &IdentityKey, identity: &Identity) -> String {
-    sign_at(key, identity, now_unix())
+/// Signs `identity` for `target` at the current time.
+pub fn sign(key: &SigningKey, identity: &Identity, target: &Target<'_>) -> String {
+    sign_at(key, identity, target, now_unix())
 }
 
-pub fn sign_at(key: &IdentityKey, identity: &Identity, unix_seconds: u64) -> String {
-    let mut mac = key.mac();
-    signing_input(&mut mac, unix_seconds, identity);
+pub fn sign_at(
+    key: &SigningKey,
+    identity: &Identity,
+    target: &Target<'_>,
+    unix_seconds: u64,
+) -> String {
+    let mut mac = key.key.mac();
+    signing_input(&mut mac, key.id.as_str(), unix_seconds, target, identity);
     let tag = mac.finalize().into_bytes();
-    format!("{VERSION}.{unix_seconds}.{}", URL_SAFE_NO_PAD.encode(tag))
+    format!(
+        "{VERSION}.{}.{unix_seconds}.{}",
+        key.id,
+        URL_SAFE_NO_PAD.encode(tag)
+    )
 }
 
-/// Checks an assertion against the identity values that came with it.
+/// Checks an assertion against the identity values that came with it and the request
+/// that carried it.
 #[derive(Debug, Clone)]
 pub struct Verifier {
-    key: IdentityKey,
+    keys: KeyRing,
+    audience: String,
     max_age: Duration,
     max_skew: Duration,
 }
 
 impl Verifier {
-    pub fn new(key: IdentityKey) -> Self {
+    /// A verifier for the service named `audience`, accepting every key of `keys`, with
+    /// the default window.
+    pub fn new(keys: KeyRing, audience: impl Into<String>) -> Self {
         Self {
-            key,
+            keys,
+            audience: audience.into(),
             max_age: DEFAULT_MAX_AGE,
             max_skew: DEFAULT_MAX_SKEW,
         }
     }
 
-    pub fn with_max_age(mut self, max_age: Duration) -> Self {
+    /// Another window, within the caps ([`MAX_MAX_AGE`], [`MAX_MAX_SKEW`]).
+    pub fn with_window(
+        mut self,
+        max_age: Duration,
+        max_skew: Duration,
+    ) -> Result<Self, WindowError> {
+        if max_age > MAX_MAX_AGE {
+            return Err(WindowError::MaxAge(max_age));
+        }
+        if max_skew > MAX_MAX_SKEW {
+            return Err(WindowError::MaxSkew(max_skew));
+        }
         self.max_age = max_age;
-        self
+        self.max_skew = max_skew;
+        Ok(self)
     }
 
-    pub fn verify(&self, assertion: &str, identity: &Identity) -> Result<(), VerifyError> {
-        self.verify_at(assertion, identity, now_unix())
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+
+    pub fn keys(&self) -> &KeyRing {
+        &self.keys
+    }
+
+    /// `method` and `path_and_query` are those of the request this service received.
+    pub fn verify(
+        &self,
+        assertion: &str,
+        identity: &Identity,
+        method: &str,
+        path_and_query: &str,
+    ) -> Result<(), VerifyError> {
+        self.verify_at(assertion, identity, method, path_and_query, now_unix())
     }
 
     pub fn verify_at(
         &self,
         assertion: &str,
         identity: &Identity,
+        method: &str,
+        path_and_query: &str,
         now_unix_seconds: u64,
     ) -> Result<(), VerifyError> {
         if assertion.is_empty() {
             return Err(VerifyError::Missing);
         }
-        let mut parts = assertion.splitn(3, '.');
-        let (Some(version), Some(stamp), Some(tag)) = (parts.next(), parts.next(), parts.next())
-        else {
+        if assertion.len() > MAX_ASSERTION_LEN {
+            return Err(VerifyError::Malformed);
+        }
+        let mut parts = assertion.split('.');
+        let (Some(version), Some(key_id), Some(stamp), Some(tag), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
             return Err(VerifyError::Malformed);
         };
         if version != VERSION {
+            return Err(VerifyError::Malformed);
+        }
+        // Digits only: `u64::from_str` would also take a leading `+`, and then two
+        // spellings of one stamp would exist.
+        if stamp.is_empty() || !stamp.bytes().all(|b| b.is_ascii_digit()) {
             return Err(VerifyError::Malformed);
         }
         let stamp: u64 = stamp.parse().map_err(|_| VerifyError::Malformed)?;
         let tag = URL_SAFE_NO_PAD
             .decode(tag)
             .map_err(|_| VerifyError::Malformed)?;
+        let key = self
+            .keys
+            .get(key_id)
+            .ok_or_else(|| VerifyError::UnknownKey(key_id.chars().take(64).collect()))?;
 
-        let mut mac = self.key.mac();
-        signing_input(&mut mac, stamp, identity);
+        let target = Target {
+            audience: &self.audience,
+            method,
+            path_and_query,
+        };
+        let mut mac = key.mac();
+        signing_input(&mut mac, key_id, stamp, &target, identity);
         let expected = mac.finalize().into_bytes();
         if expected.as_slice().ct_eq(&tag).unwrap_u8() != 1 {
             return Err(VerifyError::BadSignature);
@@ -205,123 +275,4 @@ impl Verifier {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn key() -> IdentityKey {
-        IdentityKey::from_bytes(vec![7u8; 32]).expect("32-byte key")
-    }
-
-    fn alice() -> Identity {
-        Identity {
-            user_id: "5f0c8a3e-0000-4000-8000-000000000001".into(),
-            email: "alice@example.com".into(),
-            jti: "jti-1".into(),
-        }
-    }
-
-    #[test]
-    fn fresh_assertion_verifies() {
-        let signed = sign_at(&key(), &alice(), 1_000);
-        assert_eq!(
-            Verifier::new(key()).verify_at(&signed, &alice(), 1_010),
-            Ok(())
-        );
-    }
-
-    #[test]
-    fn changed_user_id_fails_signature() {
-        let signed = sign_at(&key(), &alice(), 1_000);
-        let mut mallory = alice();
-        mallory.user_id = "someone-else".into();
-        assert_eq!(
-            Verifier::new(key()).verify_at(&signed, &mallory, 1_000),
-            Err(VerifyError::BadSignature)
-        );
-    }
-
-    #[test]
-    fn field_boundaries_are_unambiguous() {
-        // "a\nb" + "c" must not collide with "a" + "b\nc": values are newline-separated,
-        // and an email cannot legally contain a newline, but the MAC must still differ.
-        let one = Identity {
-            user_id: "a".into(),
-            email: "b@x".into(),
-            jti: "c".into(),
-        };
-        let two = Identity {
-            user_id: "a\nb@x".into(),
-            email: "".into(),
-            jti: "c".into(),
-        };
-        let signed = sign_at(&key(), &one, 1_000);
-        assert_eq!(
-            Verifier::new(key()).verify_at(&signed, &two, 1_000),
-            Err(VerifyError::BadSignature)
-        );
-    }
-
-    #[test]
-    fn other_key_fails_signature() {
-        let signed = sign_at(&key(), &alice(), 1_000);
-        let other = IdentityKey::from_bytes(vec![8u8; 32]).expect("key");
-        assert_eq!(
-            Verifier::new(other).verify_at(&signed, &alice(), 1_000),
-            Err(VerifyError::BadSignature)
-        );
-    }
-
-    #[test]
-    fn stale_assertion_is_expired() {
-        let signed = sign_at(&key(), &alice(), 1_000);
-        assert_eq!(
-            Verifier::new(key()).verify_at(&signed, &alice(), 1_061),
-            Err(VerifyError::Expired)
-        );
-    }
-
-    #[test]
-    fn future_assertion_beyond_skew_is_rejected() {
-        let signed = sign_at(&key(), &alice(), 1_010);
-        assert_eq!(
-            Verifier::new(key()).verify_at(&signed, &alice(), 1_000),
-            Err(VerifyError::NotYetValid)
-        );
-    }
-
-    #[test]
-    fn garbage_is_malformed_not_a_panic() {
-        let verifier = Verifier::new(key());
-        for bad in [
-            "v1",
-            "v1.x.y",
-            "v2.1000.AAAA",
-            "v1.1000.%%%",
-            "..",
-            "v1..abc",
-        ] {
-            assert_eq!(
-                verifier.verify_at(bad, &alice(), 1_000),
-                Err(VerifyError::Malformed),
-                "{bad}"
-            );
-        }
-        assert_eq!(
-            verifier.verify_at("", &alice(), 1_000),
-            Err(VerifyError::Missing)
-        );
-    }
-
-    #[test]
-    fn short_keys_are_refused_and_debug_hides_the_secret() {
-        assert!(matches!(
-            IdentityKey::from_bytes(vec![1; 16]),
-            Err(KeyError::TooShort(16))
-        ));
-        let text = STANDARD.encode([0x5au8; 32]);
-        let parsed = IdentityKey::from_base64(&format!("  {text}\n")).expect("key");
-        let debug = format!("{parsed:?}");
-        assert!(!debug.contains(&text) && !debug.contains("90"), "{debug}");
-        assert!(debug.contains("redacted"));
-    }
-}
+mod tests;

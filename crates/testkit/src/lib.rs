@@ -184,18 +184,24 @@ pub async fn status_and_json(response: reqwest::Response) -> Result<(u16, serde_
     Ok((status, value))
 }
 
+/// The key id of the identity key [`write_identity_key`] writes (`[plugins.identity]
+/// key_id` of a test edge).
+pub const IDENTITY_KEY_ID: &str = "test-1";
+
 /// A fresh random identity key (32 bytes, what the edge and the services share) written
-/// as base64 to `<dir>/identity.key`. Returns the file and the raw key bytes.
+/// as base64 to `<dir>/identity/test-1.key`, a key directory as the edge (`key_dir`) and
+/// the services (`IDENTITY_KEY_DIR`) take it. Returns the directory and the raw key bytes.
 pub fn write_identity_key(dir: &Path) -> Result<(PathBuf, Vec<u8>)> {
     use base64::Engine;
     let mut secret = uuid::Uuid::new_v4().as_bytes().to_vec();
     secret.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-    let path = dir.join("identity.key");
+    let key_dir = dir.join("identity");
+    std::fs::create_dir_all(&key_dir)?;
     write_file(
-        &path,
+        &key_dir.join(format!("{IDENTITY_KEY_ID}.key")),
         &base64::engine::general_purpose::STANDARD.encode(&secret),
     )?;
-    Ok((path, secret))
+    Ok((key_dir, secret))
 }
 
 /// The superuser password of the shared PostgreSQL: `$RECORD_PG_PASSWORD`, else
@@ -307,8 +313,9 @@ pub struct ServiceEnv {
     pub database_url: String,
     pub redis_url: String,
     pub namespace: String,
+    /// The raw bytes of the key [`IDENTITY_KEY_ID`] in `identity_key_dir`.
     pub identity_key: Vec<u8>,
-    pub identity_key_file: PathBuf,
+    pub identity_key_dir: PathBuf,
     pub dir: TempDir,
     /// Output of every process spawned from here, kept across restarts.
     pub log_file: PathBuf,
@@ -318,14 +325,14 @@ impl ServiceEnv {
     pub async fn new(prefix: &str) -> Result<Self> {
         let db = TestDatabase::create(prefix).await?;
         let dir = tempfile::tempdir()?;
-        let (identity_key_file, identity_key) = write_identity_key(dir.path())?;
+        let (identity_key_dir, identity_key) = write_identity_key(dir.path())?;
         Ok(Self {
             database_url: db.url.clone(),
             db,
             redis_url: shared_redis_url(),
             namespace: redis_namespace(),
             identity_key,
-            identity_key_file,
+            identity_key_dir,
             log_file: dir.path().join(format!("{prefix}.log")),
             dir,
         })
@@ -333,7 +340,7 @@ impl ServiceEnv {
 
     /// Spawns `program` on `http`/`grpc` ports whose addresses go to the `http_var`/`grpc_var`
     /// environment variables, with DATABASE_URL, REDIS_URL, REDIS_NAMESPACE,
-    /// IDENTITY_KEY_FILE, a 1 s database timeout, and `extra` on top.
+    /// IDENTITY_KEY_DIR, a 1 s database timeout, and `extra` on top.
     pub fn spawn(
         &self,
         name: &str,
@@ -344,14 +351,14 @@ impl ServiceEnv {
     ) -> Result<RunningService> {
         let http_addr = format!("127.0.0.1:{http}");
         let grpc_addr = format!("127.0.0.1:{grpc}");
-        let key_file = self.identity_key_file.display().to_string();
+        let key_dir = self.identity_key_dir.display().to_string();
         let mut envs: Vec<(&str, &str)> = vec![
             (http_var, &http_addr),
             (grpc_var, &grpc_addr),
             ("DATABASE_URL", &self.database_url),
             ("REDIS_URL", &self.redis_url),
             ("REDIS_NAMESPACE", &self.namespace),
-            ("IDENTITY_KEY_FILE", &key_file),
+            ("IDENTITY_KEY_DIR", &key_dir),
             ("DB_TIMEOUT", "1s"),
             ("RUST_LOG", "info"),
         ];

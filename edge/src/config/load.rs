@@ -341,6 +341,14 @@ fn validate(config: &EdgeConfig, problems: &Problems<'_>) -> Vec<ConfigProblem> 
                 "must be at least 1".into(),
             );
         }
+        if let Some(audience) = &cluster.identity_audience {
+            if !is_valid_audience(audience) {
+                add(
+                    key.key("identity_audience"),
+                    format!("'{audience}': use 1 to 64 characters from A-Z a-z 0-9 . _ -"),
+                );
+            }
+        }
         if cluster.tls_ca_file.is_some() && !cluster.protocol.is_tls() {
             add(
                 key.key("tls_ca_file"),
@@ -532,6 +540,14 @@ pub(crate) fn is_valid_host_pattern(host: &str) -> bool {
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
+}
+
+/// A service name as the services spell theirs (`--identity-audience`): short, no spaces.
+fn is_valid_audience(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 fn check_host_port(address: &str) -> Result<(), String> {

@@ -91,6 +91,51 @@ fn empty_upstream_pool_is_rejected_at_its_line() {
 }
 
 #[test]
+fn identity_audience_and_jwks_transport_problems_name_their_keys() {
+    let text = GOOD.replace(
+        "addresses = [\"127.0.0.1:4002\"]",
+        "addresses = [\"127.0.0.1:4002\"]\nidentity_audience = \"records service\"",
+    );
+    let err = load(&text).expect_err("bad audience");
+    assert_eq!(
+        err.problems[0].key, "clusters.records.identity_audience",
+        "{err}"
+    );
+    assert_eq!(err.problems[0].line, Some(4), "{err}");
+
+    let jwt = |url: &str, extra: &str| {
+        format!(
+            "{GOOD}\n[plugins.jwt]\nissuer = \"i\"\naudience = \"a\"\njwks_url = \"{url}\"\n{extra}"
+        )
+    };
+    for (text, key) in [
+        (
+            jwt("http://127.0.0.1:4001/jwks", ""),
+            "plugins.jwt.jwks_url",
+        ),
+        (
+            jwt("http://auth.example.com/jwks", "jwks_allow_http = true\n"),
+            "plugins.jwt.jwks_allow_http",
+        ),
+    ] {
+        let err = load(&text).expect_err("plain http refused");
+        assert_eq!(err.problems[0].key, key, "{err}");
+        assert!(err.to_string().contains("https://"), "{err}");
+    }
+    load(&jwt(
+        "http://127.0.0.1:4001/jwks",
+        "jwks_allow_http = true\n",
+    ))
+    .expect("loopback over http when allowed");
+    load(&jwt("https://auth.example.com/jwks", "")).expect("https");
+
+    // The v1 key file setting is gone, loudly: a stale config names the key.
+    let old = format!("{GOOD}\n[plugins.identity]\nkey_file = \"identity.key\"\n");
+    let err = load(&old).expect_err("v1 identity config");
+    assert!(err.problems[0].key.starts_with("plugins.identity"), "{err}");
+}
+
+#[test]
 fn syntax_error_has_a_line() {
     let err = load("[server\nthreads = 2\n").expect_err("syntax");
     assert_eq!(err.problems[0].line, Some(1), "{err}");

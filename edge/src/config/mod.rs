@@ -433,6 +433,11 @@ pub struct ClusterConfig {
     /// Counts toward `/readyz` (at least one healthy backend needed).
     #[serde(default = "defaults::yes")]
     pub required: bool,
+    /// The service behind this cluster, as its identity assertions name it: the value the
+    /// service checks with `--identity-audience`. Defaults to the cluster's name; clusters
+    /// that are two listeners of one service (`auth` and `auth-grpc`) set the same value.
+    #[serde(default)]
+    pub identity_audience: Option<String>,
     #[serde(default)]
     pub health_check: Option<HealthCheckConfig>,
 }
@@ -710,9 +715,12 @@ impl EdgeConfig {
             for key in &mut jwt.static_keys {
                 fix(&mut key.pem_file);
             }
+            if let Some(ca) = jwt.jwks_ca_file.as_mut() {
+                fix(ca);
+            }
         }
         if let Some(identity) = self.plugins.identity.as_mut() {
-            fix(&mut identity.key_file);
+            fix(&mut identity.key_dir);
         }
     }
 

@@ -17,6 +17,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use testkit::{reqwest, ChildProcess, HttpVersion, LeafFiles, TempDir, TestPki};
 
+pub mod platform;
+
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// The admin bearer token every harness edge is configured with (`admin.token_file`).
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789";

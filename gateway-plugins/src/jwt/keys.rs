@@ -10,8 +10,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::DecodingKey;
 use serde::Deserialize;
@@ -39,7 +37,7 @@ pub(super) struct KeySet {
 
 #[derive(Debug, thiserror::Error)]
 pub enum JwksError {
-    #[error("JWKS URL `{0}` is not a valid http:// URI")]
+    #[error("JWKS URL `{0}` is not a valid URI")]
     BadUrl(String),
     #[error("JWKS fetch timed out after {0:?}")]
     Timeout(Duration),
@@ -58,7 +56,7 @@ pub enum JwksError {
 /// Where JWKS documents come from, and the single-flight state of fetching them.
 pub(super) struct JwksSource {
     pub(super) url: http::Uri,
-    pub(super) client: Client<HttpConnector, Empty<Bytes>>,
+    pub(super) client: super::transport::JwksClient,
     pub(super) timeout: Duration,
     pub(super) min_refetch_interval: Duration,
     /// Held while fetching: concurrent callers wait for the one fetch in flight.
@@ -183,7 +181,7 @@ async fn fetch_jwks(jwks: &JwksSource) -> Result<HashMap<String, Arc<KeyEntry>>,
             .client
             .request(request)
             .await
-            .map_err(|e| JwksError::Http(e.to_string()))?;
+            .map_err(|e| JwksError::Http(error_chain(&e)))?;
         if response.status() != http::StatusCode::OK {
             return Err(JwksError::Status(response.status()));
         }
@@ -197,6 +195,22 @@ async fn fetch_jwks(jwks: &JwksSource) -> Result<HashMap<String, Arc<KeyEntry>>,
     tokio::time::timeout(jwks.timeout, fetch)
         .await
         .map_err(|_| JwksError::Timeout(jwks.timeout))?
+}
+
+/// An error and its causes: hyper-util says only "client error (Connect)"; what an operator
+/// needs (connection refused, certificate verify failed, ...) is further down the chain.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Parses a JWKS document, keeping only keys we may verify with. Unusable entries are

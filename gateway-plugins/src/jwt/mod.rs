@@ -18,6 +18,7 @@ mod bearer;
 mod cache;
 pub(crate) mod fuzz_support;
 mod keys;
+mod transport;
 mod verify;
 
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use crate::identity::Identity;
 
 pub use bearer::{bearer_token, MAX_TOKEN_LEN};
 pub use keys::JwksError;
+pub(crate) use transport::jwks_transport_issues;
 pub use verify::JwtVerifier;
 
 /// Why a token was refused. [`JwtRejection::code`] is the JSON `error.code` and the
@@ -112,23 +114,40 @@ pub struct VerifiedToken {
     pub(crate) user_id_header: HeaderValue,
     pub(crate) email_header: HeaderValue,
     pub(crate) jti_header: HeaderValue,
-    /// The last identity assertion made for this token: (unix second, key id, value).
-    /// Signing costs an HMAC; the assertion only changes once per second.
-    assertion: Mutex<Option<(u64, usize, HeaderValue)>>,
+    /// The last identity assertion made for this token. Signing costs an HMAC, and a
+    /// client repeating one request within a second (polling, benchmarks) can reuse it.
+    assertion: Mutex<Option<CachedAssertion>>,
+}
+
+/// An assertion and everything it was made for.
+#[derive(Debug)]
+struct CachedAssertion {
+    second: u64,
+    /// Address of the signing key (a reload with another key makes a new `Arc`).
+    key: usize,
+    method: http::Method,
+    target: crate::UpstreamTarget,
+    value: HeaderValue,
 }
 
 impl VerifiedToken {
-    /// The `x-user-assertion` value for `now`, reusing the one made earlier in the same
-    /// second with the same key.
+    /// The `x-user-assertion` value for one request at `now`, reusing the one made earlier
+    /// in the same second for the same request with the same key.
     pub(crate) fn assertion(
         &self,
-        key: &Arc<identity_assertion::IdentityKey>,
+        key: &Arc<identity_assertion::SigningKey>,
+        method: &http::Method,
+        target: &crate::UpstreamTarget,
         now: u64,
     ) -> HeaderValue {
-        let key_id = Arc::as_ptr(key) as usize;
-        if let Some((second, cached_key, value)) = &*self.assertion.lock() {
-            if *second == now && *cached_key == key_id {
-                return value.clone();
+        let key_addr = Arc::as_ptr(key) as usize;
+        if let Some(cached) = &*self.assertion.lock() {
+            if cached.second == now
+                && cached.key == key_addr
+                && cached.method == method
+                && cached.target == *target
+            {
+                return cached.value.clone();
             }
         }
         let assertion = identity_assertion::sign_at(
@@ -138,12 +157,23 @@ impl VerifiedToken {
                 email: self.identity.email.clone().unwrap_or_default(),
                 jti: self.identity.jti.clone(),
             },
+            &identity_assertion::Target {
+                audience: &target.audience,
+                method: method.as_str(),
+                path_and_query: &target.path_and_query,
+            },
             now,
         );
-        // base64url and digits only: always a valid header value.
+        // A key id, digits and base64url: always a valid header value.
         let value = HeaderValue::from_str(&assertion)
             .unwrap_or_else(|_| HeaderValue::from_static("invalid"));
-        *self.assertion.lock() = Some((now, key_id, value.clone()));
+        *self.assertion.lock() = Some(CachedAssertion {
+            second: now,
+            key: key_addr,
+            method: method.clone(),
+            target: target.clone(),
+            value: value.clone(),
+        });
         value
     }
 }
@@ -171,7 +201,12 @@ pub(crate) mod testing {
         JwtProviderConfig {
             issuer: test_support::ISSUER.into(),
             audience: test_support::AUDIENCE.into(),
+            // The test JWKS servers listen on 127.0.0.1 over plain HTTP unless TLS is asked for.
+            jwks_allow_http: jwks_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("http://")),
             jwks_url,
+            jwks_ca_file: None,
             jwks_refresh_interval: Duration::from_secs(300),
             jwks_min_refetch_interval: Duration::from_secs(60),
             jwks_fetch_timeout: Duration::from_secs(2),

@@ -9,9 +9,6 @@ use arc_swap::ArcSwap;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use http::HeaderValue;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::{Algorithm, Validation};
 use parking_lot::Mutex;
 use serde::Deserialize;
@@ -19,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::cache::{TokenHash, VerifiedCache};
 use super::keys::{load_static_key, JwksSource, KeyEntry, KeySet};
+use super::transport::{jwks_client, jwks_transport_issues};
 use super::{JwtConfigError, JwtRejection, VerifiedToken};
 use crate::config::{JwtAlgorithm, JwtProviderConfig};
 use crate::identity::Identity;
@@ -106,22 +104,21 @@ impl JwtVerifier {
         }
         let jwks = match &config.jwks_url {
             Some(url) => {
+                // The same rules `PluginsConfig::validate` reports, enforced here too so no
+                // caller can build a verifier that fetches keys over an untrusted path.
+                if let Some(issue) = jwks_transport_issues(config).into_iter().next() {
+                    return Err(JwtConfigError {
+                        path: issue.path,
+                        message: issue.message,
+                    });
+                }
                 let uri: http::Uri = url.parse().map_err(|_| JwtConfigError {
                     path: "jwt.jwks_url".into(),
                     message: format!("`{url}` is not a valid URL"),
                 })?;
-                if uri.scheme_str() != Some("http") || uri.host().is_none() {
-                    return Err(JwtConfigError {
-                        path: "jwt.jwks_url".into(),
-                        message: format!("`{url}` must be an http:// URL with a host"),
-                    });
-                }
-                let mut connector = HttpConnector::new();
-                connector.set_connect_timeout(Some(config.jwks_fetch_timeout));
-                connector.set_nodelay(true);
                 Some(JwksSource {
                     url: uri,
-                    client: Client::builder(TokioExecutor::new()).build(connector),
+                    client: jwks_client(config, config_dir)?,
                     timeout: config.jwks_fetch_timeout,
                     min_refetch_interval: config.jwks_min_refetch_interval,
                     fetch_lock: tokio::sync::Mutex::new(()),

@@ -2,10 +2,12 @@
 
 use std::sync::Arc;
 
+use http::request::Parts;
 use http::HeaderName;
 
 use super::{ChainState, StepOutcome};
 use crate::policy_set::PolicySet;
+use crate::RequestContext;
 
 const X_USER_ID: HeaderName = HeaderName::from_static(identity_assertion::HEADER_USER_ID);
 const X_USER_EMAIL: HeaderName = HeaderName::from_static(identity_assertion::HEADER_USER_EMAIL);
@@ -28,7 +30,12 @@ impl IdentityStep {
         }
     }
 
-    pub(crate) fn apply(&self, state: &mut ChainState) -> StepOutcome {
+    pub(crate) fn apply(
+        &self,
+        parts: &Parts,
+        ctx: &RequestContext,
+        state: &mut ChainState,
+    ) -> StepOutcome {
         let Some(token) = &state.token else {
             return StepOutcome::Continue;
         };
@@ -44,7 +51,10 @@ impl IdentityStep {
         set.push((X_USER_ID, token.user_id_header.clone()));
         set.push((X_USER_EMAIL, token.email_header.clone()));
         set.push((X_USER_JTI, token.jti_header.clone()));
-        set.push((X_USER_ASSERTION, token.assertion(key, now)));
+        // Bound to this request as the service will receive it (method, rewritten path and
+        // query, target service): a captured assertion opens nothing else.
+        let assertion = token.assertion(key, &parts.method, &ctx.upstream, now);
+        set.push((X_USER_ASSERTION, assertion));
         StepOutcome::Continue
     }
 }
@@ -80,19 +90,54 @@ mod tests {
             claims.jti().as_str()
         );
         let assertion = upstream(&outcome, "x-user-assertion").expect("assertion");
-        let verifier = identity_assertion::Verifier::new(
+        let assertion = assertion.to_str().expect("ascii").to_string();
+        let alice = identity_assertion::Identity {
+            user_id: "user-42".into(),
+            email: "user-42@example.com".into(),
+            jti: claims.jti(),
+        };
+        let ring = identity_assertion::KeyRing::new([identity_assertion::SigningKey::new(
+            identity_assertion::KeyId::new(crate::test_support::IDENTITY_KEY_ID).expect("kid"),
             identity_assertion::IdentityKey::from_base64(&f.identity_key).expect("key"),
-        );
-        verifier
+        )]);
+        // Bound to the upstream target of the context (audience `records`, path `/records`
+        // after the rewrite) and the method, not to the client's `/api/records`.
+        let records = identity_assertion::Verifier::new(ring.clone(), "records");
+        records
+            .verify(&assertion, &alice, "GET", "/records")
+            .expect("the service accepts the assertion for this request");
+        for (verifier, method, path) in [
+            (&records, "GET", "/api/records"),
+            (&records, "DELETE", "/records"),
+            (
+                &identity_assertion::Verifier::new(ring.clone(), "auth"),
+                "GET",
+                "/records",
+            ),
+        ] {
+            assert_eq!(
+                verifier.verify(&assertion, &alice, method, path),
+                Err(identity_assertion::VerifyError::BadSignature),
+                "{} {method} {path}",
+                verifier.audience()
+            );
+        }
+        // The same token on another request (within the same second) gets an assertion of
+        // its own, not the one cached for the first request.
+        let mut elsewhere = ctx(false);
+        elsewhere.upstream.path_and_query = "/records/stats".into();
+        let second = chain
+            .evaluate(&request("GET", &[bearer(&f.key.sign(&claims))]), &elsewhere)
+            .await;
+        let second = upstream(&second, "x-user-assertion").expect("assertion");
+        records
             .verify(
-                assertion.to_str().expect("ascii"),
-                &identity_assertion::Identity {
-                    user_id: "user-42".into(),
-                    email: "user-42@example.com".into(),
-                    jti: claims.jti(),
-                },
+                second.to_str().expect("ascii"),
+                &alice,
+                "GET",
+                "/records/stats",
             )
-            .expect("the services accept the assertion");
+            .expect("bound to the second request");
         // Nothing is listed for removal: the edge strips every inbound x-user-* itself.
         assert!(outcome.upstream_edits.remove.is_empty());
         assert!(upstream(&outcome, "x-request-id").is_some());
@@ -122,7 +167,7 @@ mod tests {
                     "GET",
                     &[
                         ("x-user-id", "admin".into()),
-                        ("x-user-assertion", "v1.1.x".into()),
+                        ("x-user-assertion", "v2.test.1.x".into()),
                     ],
                 ),
                 &ctx(false),

@@ -84,7 +84,7 @@ impl Step {
             Step::RateLimit(step) => step.apply(ctx, state).await,
             Step::Jwt(step) => step.apply(parts, ctx, state).await,
             Step::Revocation(step) => step.apply(ctx, state).await,
-            Step::Identity(step) => step.apply(state),
+            Step::Identity(step) => step.apply(parts, ctx, state),
         }
     }
 

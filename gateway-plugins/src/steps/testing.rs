@@ -5,11 +5,11 @@ use std::sync::Arc;
 use http::request::Parts;
 use http::HeaderValue;
 
-use crate::config::{
-    IdentityConfig, JwtProviderConfig, JwtRoutePolicy, PluginsConfig, RateLimitRule,
-    RateLimitScope, StaticKeyConfig,
-};
 use crate::config::{JwtAlgorithm, JwtMode, RateLimitKey, RoutePolicy};
+use crate::config::{
+    JwtProviderConfig, JwtRoutePolicy, PluginsConfig, RateLimitRule, RateLimitScope,
+    StaticKeyConfig,
+};
 use crate::decision::{ChainOutcome, Decision, PolicyResponse};
 use crate::test_support::{write_identity_key, TestKey};
 use crate::Protocol;
@@ -59,6 +59,8 @@ pub(crate) async fn fixture(with_identity: bool) -> Fixture {
             issuer: crate::test_support::ISSUER.into(),
             audience: crate::test_support::AUDIENCE.into(),
             jwks_url: None,
+            jwks_ca_file: None,
+            jwks_allow_http: false,
             jwks_refresh_interval: Duration::from_secs(300),
             jwks_min_refetch_interval: Duration::from_secs(10),
             jwks_fetch_timeout: Duration::from_secs(1),
@@ -70,9 +72,7 @@ pub(crate) async fn fixture(with_identity: bool) -> Fixture {
             leeway: Duration::from_secs(5),
             verified_cache_size: 1000,
         }),
-        identity: with_identity.then(|| IdentityConfig {
-            key_file: "identity.key".into(),
-        }),
+        identity: with_identity.then(crate::test_support::identity_config),
         ..PluginsConfig::default()
     };
     let runtime = PolicyRuntime::new(&config, dir.path(), &prometheus::Registry::new())
@@ -129,6 +129,10 @@ pub(crate) fn ctx(grpc: bool) -> RequestContext {
         tls: None,
         route_id: Arc::from("records"),
         grpc,
+        upstream: crate::UpstreamTarget {
+            audience: Arc::from("records"),
+            path_and_query: "/records".into(),
+        },
     }
 }
 

@@ -27,6 +27,8 @@ pub fn plugins_config(dir: &Path, key: &TestKey, redis: Option<(&str, &str)>) ->
             issuer: ISSUER.into(),
             audience: AUDIENCE.into(),
             jwks_url: None,
+            jwks_ca_file: None,
+            jwks_allow_http: false,
             jwks_refresh_interval: Duration::from_secs(300),
             jwks_min_refetch_interval: Duration::from_secs(10),
             jwks_fetch_timeout: Duration::from_secs(1),
@@ -78,6 +80,10 @@ pub fn ctx(client_ip: IpAddr) -> RequestContext {
         tls: None,
         route_id: Arc::from("records"),
         grpc: false,
+        upstream: gateway_plugins::UpstreamTarget {
+            audience: Arc::from("records"),
+            path_and_query: "/records".into(),
+        },
     }
 }
 

@@ -204,14 +204,27 @@ pub fn hs256_token(kid: &str, secret: &[u8], claims: &Claims) -> String {
     jsonwebtoken::encode(&header, &claims.0, &EncodingKey::from_secret(secret)).expect("hs256")
 }
 
-/// Writes a fresh identity key (base64 of 32 random bytes) into `dir` and returns its
-/// file name and the key text.
+/// The id of the identity key [`write_identity_key`] writes.
+pub const IDENTITY_KEY_ID: &str = "test";
+
+/// Writes a fresh identity key (base64 of 32 random bytes) as `<dir>/identity/test.key` and
+/// returns the key directory and the key text.
 pub fn write_identity_key(dir: &std::path::Path) -> (std::path::PathBuf, String) {
     let bytes: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
     let text = STANDARD.encode(bytes);
-    let path = dir.join("identity.key");
-    std::fs::write(&path, &text).expect("write identity key");
-    (path, text)
+    let key_dir = dir.join("identity");
+    std::fs::create_dir_all(&key_dir).expect("identity key dir");
+    std::fs::write(key_dir.join(format!("{IDENTITY_KEY_ID}.key")), &text)
+        .expect("write identity key");
+    (key_dir, text)
+}
+
+/// `[plugins.identity]` for the key [`write_identity_key`] wrote (paths relative to `dir`).
+pub fn identity_config() -> gateway_plugins::config::IdentityConfig {
+    gateway_plugins::config::IdentityConfig {
+        key_dir: "identity".into(),
+        key_id: IDENTITY_KEY_ID.into(),
+    }
 }
 
 struct JwksState {
@@ -224,12 +237,43 @@ struct JwksState {
 /// outage switch. Stops when dropped.
 pub struct JwksServer {
     addr: SocketAddr,
+    https: bool,
     state: Arc<JwksState>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl JwksServer {
+    /// Plain HTTP on 127.0.0.1.
     pub async fn start(keys: Vec<Value>) -> Self {
+        Self::start_with(keys, None).await
+    }
+
+    /// HTTPS on 127.0.0.1 with the certificate and key of `leaf` (rustls: a TLS stack other
+    /// than the edge's BoringSSL); [`JwksServer::url`] then names `localhost`.
+    pub async fn start_https(keys: Vec<Value>, leaf: &testkit::LeafFiles) -> Self {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = CertificateDer::pem_file_iter(&leaf.cert)
+            .expect("leaf certificate")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("leaf certificate PEM");
+        let key = PrivateKeyDer::from_pem_file(&leaf.key).expect("leaf key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server certificate");
+        Self::start_with(
+            keys,
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+        )
+        .await
+    }
+
+    async fn start_with(keys: Vec<Value>, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         use axum::extract::State;
         use axum::http::StatusCode;
         use axum::response::{IntoResponse, Response};
@@ -255,14 +299,51 @@ impl JwksServer {
             .await
             .expect("bind JWKS server");
         let addr = listener.local_addr().expect("local addr");
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self { addr, state, task }
+        let https = tls.is_some();
+        let task = match tls {
+            None => tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            }),
+            Some(acceptor) => tokio::spawn(async move {
+                loop {
+                    let Ok((tcp, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let acceptor = acceptor.clone();
+                    let app = app.clone();
+                    tokio::spawn(async move {
+                        // A client that rejects our certificate ends the handshake: expected
+                        // in the wrong-CA tests, so not reported.
+                        let Ok(tls) = acceptor.accept(tcp).await else {
+                            return;
+                        };
+                        let service = hyper_util::service::TowerToHyperService::new(app);
+                        let _ = hyper_util::server::conn::auto::Builder::new(
+                            hyper_util::rt::TokioExecutor::new(),
+                        )
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                    });
+                }
+            }),
+        };
+        Self {
+            addr,
+            https,
+            state,
+            task,
+        }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}/.well-known/jwks.json", self.addr)
+        if self.https {
+            format!(
+                "https://localhost:{}/.well-known/jwks.json",
+                self.addr.port()
+            )
+        } else {
+            format!("http://{}/.well-known/jwks.json", self.addr)
+        }
     }
 
     pub fn set_keys(&self, keys: Vec<Value>) {

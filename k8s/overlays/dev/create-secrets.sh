@@ -6,7 +6,8 @@
 #
 #   edge-tls             tls.crt, tls.key, ca.crt   leaf for record.local + localhost from the dev CA
 #   edge-dev-ca          ca.crt, ca.key             the dev CA (for the cert-rotation CronJob)
-#   identity-key         identity.key               base64 of 32 random bytes (edge + services)
+#   identity-key         k1.key (one <kid>.key each) base64 of 32 random bytes (edge + services);
+#                                                   add .dev/k8s/identity/k2.key and --force to rotate
 #   edge-admin-token     token                      base64 of 32 random bytes (edge admin bearer)
 #   auth-signing-keys    current.pem                the JWT signing key (Ed25519)
 #   postgres-credentials username, password         hex password (URL-safe for DATABASE_URL)
@@ -73,7 +74,10 @@ if [ ! -s "$OUT/tls/tls.key" ]; then
 fi
 
 # --- identity key, signing key, database password ---
-[ -s "$OUT/identity.key" ] || head -c 32 /dev/urandom | base64 > "$OUT/identity.key"
+# The key the base edge.toml signs with (key_id = "k1"); every *.key in the directory goes
+# into the Secret, so a rotation adds its new key there (docs/identity-rotation.md).
+mkdir -p "$OUT/identity"
+[ -s "$OUT/identity/k1.key" ] || head -c 32 /dev/urandom | base64 > "$OUT/identity/k1.key"
 [ -s "$OUT/edge-admin-token" ] || head -c 32 /dev/urandom | base64 > "$OUT/edge-admin-token"
 if [ ! -s "$OUT/auth-keys/current.pem" ]; then
   if [ -n "$AUTH_BIN" ]; then
@@ -96,7 +100,9 @@ manifest() {
       "${create[@]}" generic edge-dev-ca \
         --from-file=ca.crt="$OUT/ca/ca.crt" --from-file=ca.key="$OUT/ca/ca.key" ;;
     identity-key)
-      "${create[@]}" generic identity-key --from-file=identity.key="$OUT/identity.key" ;;
+      local files=()
+      for key in "$OUT"/identity/*.key; do files+=(--from-file="$(basename "$key")=$key"); done
+      "${create[@]}" generic identity-key "${files[@]}" ;;
     edge-admin-token)
       "${create[@]}" generic edge-admin-token --from-file=token="$OUT/edge-admin-token" ;;
     auth-signing-keys)

@@ -66,7 +66,7 @@ impl AuthService for AuthGrpc {
     ) -> Result<Response<pb::LogoutResponse>, Status> {
         self.metrics
             .track_grpc("/auth.AuthService/Logout", async {
-                let caller = self.gate.from_metadata(request.metadata())?;
+                let caller = self.gate.from_grpc(&request)?;
                 self.accounts.logout(&caller).await?;
                 Ok(Response::new(pb::LogoutResponse {}))
             })
@@ -76,7 +76,7 @@ impl AuthService for AuthGrpc {
     async fn me(&self, request: Request<pb::MeRequest>) -> Result<Response<pb::User>, Status> {
         self.metrics
             .track_grpc("/auth.AuthService/Me", async {
-                let caller = self.gate.from_metadata(request.metadata())?;
+                let caller = self.gate.from_grpc(&request)?;
                 Ok(Response::new(user(self.accounts.me(&caller).await?)))
             })
             .await

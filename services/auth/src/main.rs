@@ -273,7 +273,7 @@ mod tests {
             "auth",
             "--database-url",
             "postgres://x@h/db",
-            "--identity-key-file",
+            "--identity-key-dir",
             "k",
         ])
         .expect("parse");

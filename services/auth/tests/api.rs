@@ -61,7 +61,7 @@ async fn register_login_me_logout_over_http() {
     let (status, me) = read(
         common::client()
             .get(svc.url("/me"))
-            .headers(h.edge_headers(&identity))
+            .headers(h.edge_headers(&identity, "GET", "/me"))
             .send()
             .await
             .unwrap(),
@@ -79,7 +79,7 @@ async fn register_login_me_logout_over_http() {
         .unwrap();
     let response = common::client()
         .post(svc.url("/logout"))
-        .headers(h.edge_headers(&identity))
+        .headers(h.edge_headers(&identity, "POST", "/logout"))
         .send()
         .await
         .unwrap();
@@ -170,14 +170,14 @@ async fn register_login_me_logout_over_grpc() {
     let identity = h.identity_for(&claims);
 
     let me = client
-        .me(h.edge_request(&identity, pb::MeRequest {}))
+        .me(h.edge_request(&identity, "Me", pb::MeRequest {}))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(me, registered);
 
     client
-        .logout(h.edge_request(&identity, pb::LogoutRequest {}))
+        .logout(h.edge_request(&identity, "Logout", pb::LogoutRequest {}))
         .await
         .unwrap();
     let redis = redis::Client::open(h.redis_url.as_str()).unwrap();
@@ -424,33 +424,45 @@ async fn me_and_logout_require_a_valid_identity_assertion() {
     let identity = h.identity_for(&claims);
     let client = common::client();
 
-    let mut forged = h.edge_headers(&identity);
-    forged.insert(
-        "x-user-jti",
-        uuid::Uuid::new_v4().to_string().parse().unwrap(),
-    );
-    let mut stale = h.edge_headers(&identity);
-    stale.insert(
-        "x-user-assertion",
-        identity_assertion::sign_at(&h.key, &identity, 1_000)
-            .parse()
-            .unwrap(),
-    );
-    let mut missing = h.edge_headers(&identity);
-    missing.remove("x-user-assertion");
-    for (name, headers) in [
-        ("forged", forged),
-        ("stale", stale),
-        ("missing", missing),
-        ("none", Default::default()),
-    ] {
+    // Each bad header set is made for exactly the request it is sent with, so it fails for
+    // its own reason only (replays elsewhere: edge/tests/identity_binding.rs).
+    let bad_headers = |method: &str, path: &str| {
+        let mut forged = h.edge_headers(&identity, method, path);
+        forged.insert(
+            "x-user-jti",
+            uuid::Uuid::new_v4().to_string().parse().unwrap(),
+        );
+        let mut stale = h.edge_headers(&identity, method, path);
+        let target = identity_assertion::Target {
+            audience: "auth",
+            method,
+            path_and_query: path,
+        };
+        stale.insert(
+            "x-user-assertion",
+            identity_assertion::sign_at(&h.key, &identity, &target, 1_000)
+                .parse()
+                .unwrap(),
+        );
+        let mut missing = h.edge_headers(&identity, method, path);
+        missing.remove("x-user-assertion");
+        [
+            ("forged", forged),
+            ("stale", stale),
+            ("missing", missing),
+            ("none", Default::default()),
+        ]
+    };
+    for (name, headers) in bad_headers("GET", "/me") {
         let me = client
             .get(svc.url("/me"))
-            .headers(headers.clone())
+            .headers(headers)
             .send()
             .await
             .unwrap();
         assert_eq!(me.status(), 401, "{name} /me");
+    }
+    for (name, headers) in bad_headers("POST", "/logout") {
         let logout = client
             .post(svc.url("/logout"))
             .headers(headers)
@@ -470,7 +482,7 @@ async fn me_and_logout_require_a_valid_identity_assertion() {
     assert!(keys.is_empty(), "{keys:?}");
 
     let mut grpc = svc.grpc_client().await;
-    let mut request = h.edge_request(&identity, pb::LogoutRequest {});
+    let mut request = h.edge_request(&identity, "Logout", pb::LogoutRequest {});
     request.metadata_mut().insert(
         "x-user-id",
         uuid::Uuid::new_v4().to_string().parse().unwrap(),

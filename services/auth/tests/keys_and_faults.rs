@@ -140,7 +140,7 @@ async fn logout_is_503_while_redis_is_down_and_works_again_after() {
     let started = Instant::now();
     let response = common::client()
         .post(svc.url("/logout"))
-        .headers(h.edge_headers(&identity))
+        .headers(h.edge_headers(&identity, "POST", "/logout"))
         .send()
         .await
         .unwrap();
@@ -154,7 +154,7 @@ async fn logout_is_503_while_redis_is_down_and_works_again_after() {
     );
     let mut grpc = svc.grpc_client().await;
     let status = grpc
-        .logout(h.edge_request(&identity, pb::LogoutRequest {}))
+        .logout(h.edge_request(&identity, "Logout", pb::LogoutRequest {}))
         .await
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unavailable);
@@ -172,7 +172,7 @@ async fn logout_is_503_while_redis_is_down_and_works_again_after() {
     .unwrap();
     let response = common::client()
         .post(svc.url("/logout"))
-        .headers(h.edge_headers(&identity))
+        .headers(h.edge_headers(&identity, "POST", "/logout"))
         .send()
         .await
         .unwrap();

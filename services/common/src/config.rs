@@ -36,9 +36,8 @@ pub struct SharedServeArgs {
     #[arg(long, env = "REDIS_NAMESPACE", default_value = "")]
     pub redis_namespace: String,
 
-    /// Base64 HMAC key shared with the edge for `x-user-assertion`.
-    #[arg(long, env = "IDENTITY_KEY_FILE")]
-    pub identity_key_file: PathBuf,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
 
     /// Longest time a single Redis command may take before the caller gives up on it.
     #[arg(long, env = "REDIS_TIMEOUT", default_value = "500ms", value_parser = parse_duration)]
@@ -51,6 +50,29 @@ pub struct SharedServeArgs {
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
     #[arg(long, env = "SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+}
+
+/// How `x-user-assertion` is checked (docs/contracts.md, "Identity from the edge").
+#[derive(Debug, Clone, clap::Args)]
+pub struct IdentityArgs {
+    /// Directory of the HMAC keys shared with the edge: every `<key-id>.key` file (base64 of
+    /// at least 32 bytes) is accepted, so a rotation can add a key before the edge signs with
+    /// it (docs/identity-rotation.md). Read at start.
+    #[arg(long, env = "IDENTITY_KEY_DIR")]
+    pub identity_key_dir: PathBuf,
+
+    /// The name assertions must be bound to (the edge's `identity_audience` of the
+    /// clusters in front of this service). Default: the service's own name.
+    #[arg(long, env = "IDENTITY_AUDIENCE")]
+    pub identity_audience: Option<String>,
+
+    /// How old an assertion may be (at most 30s).
+    #[arg(long, env = "IDENTITY_MAX_AGE", default_value = "5s", value_parser = parse_duration)]
+    pub identity_max_age: Duration,
+
+    /// How far in the future an assertion may be dated: clock skew (at most 10s).
+    #[arg(long, env = "IDENTITY_MAX_SKEW", default_value = "2s", value_parser = parse_duration)]
+    pub identity_max_skew: Duration,
 }
 
 /// `serve` is the default subcommand: `auth --http-addr X` means `auth serve --http-addr X`.

@@ -1,20 +1,21 @@
 //! Who is calling, as the edge asserted it (docs/contracts.md, "Identity from the edge").
 //!
 //! The services never see a JWT: the edge verifies it and forwards `x-user-id`,
-//! `x-user-email`, `x-user-jti` plus an HMAC over them (`x-user-assertion`). Those values are
-//! trusted only when the assertion verifies and is fresh; anything else is 401 /
-//! UNAUTHENTICATED, whatever the plain headers claim.
+//! `x-user-email`, `x-user-jti` plus an HMAC over them and over the request itself
+//! (`x-user-assertion`: this service's name, the method, the path and query). Those values
+//! are trusted only when the assertion verifies against the request this service actually
+//! received and is seconds old; anything else is 401 / UNAUTHENTICATED, whatever the plain
+//! headers claim.
 
-use std::path::Path;
-
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, OriginalUri};
 use axum::http::request::Parts;
 use identity_assertion::{
-    Identity, IdentityKey, KeyError, Verifier, HEADER_ASSERTION, HEADER_USER_EMAIL, HEADER_USER_ID,
-    HEADER_USER_JTI,
+    Identity, KeyError, KeyRing, Verifier, WindowError, HEADER_ASSERTION, HEADER_USER_EMAIL,
+    HEADER_USER_ID, HEADER_USER_JTI,
 };
 use uuid::Uuid;
 
+use crate::config::IdentityArgs;
 use crate::error::ApiError;
 
 /// The verified caller.
@@ -26,25 +27,86 @@ pub struct Caller {
     pub jti: String,
 }
 
-/// Verifies identity assertions with the key shared with the edge.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityConfigError {
+    #[error("--identity-key-dir / IDENTITY_KEY_DIR: {0}")]
+    Keys(#[from] KeyError),
+    #[error(
+        "--identity-max-age / --identity-max-skew (IDENTITY_MAX_AGE / IDENTITY_MAX_SKEW): {0}"
+    )]
+    Window(#[from] WindowError),
+    #[error("--identity-audience / IDENTITY_AUDIENCE: must not be empty")]
+    EmptyAudience,
+}
+
+/// The method and path of an incoming gRPC call. tonic hands a method implementation the
+/// metadata but not the URI, so [`record_request_target`] (a layer on the gRPC server)
+/// copies them into the request's extensions for [`IdentityGate::from_grpc`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestTarget {
+    pub method: http::Method,
+    pub path_and_query: String,
+}
+
+impl RequestTarget {
+    pub fn of(method: &http::Method, uri: &http::Uri) -> Self {
+        Self {
+            method: method.clone(),
+            path_and_query: path_and_query(uri).to_string(),
+        }
+    }
+}
+
+fn path_and_query(uri: &http::Uri) -> &str {
+    uri.path_and_query().map_or("/", |pq| pq.as_str())
+}
+
+/// For `tonic::transport::Server::layer(tower::util::MapRequestLayer::new(..))`.
+pub fn record_request_target<B>(mut request: http::Request<B>) -> http::Request<B> {
+    let target = RequestTarget::of(request.method(), request.uri());
+    request.extensions_mut().insert(target);
+    request
+}
+
+/// Verifies identity assertions with the keys shared with the edge.
 #[derive(Debug, Clone)]
 pub struct IdentityGate {
     verifier: Verifier,
 }
 
 impl IdentityGate {
-    pub fn new(key: IdentityKey) -> Self {
-        Self {
-            verifier: Verifier::new(key),
+    pub fn new(verifier: Verifier) -> Self {
+        Self { verifier }
+    }
+
+    /// From the service's flags; `service_name` is the audience unless
+    /// `--identity-audience` says otherwise.
+    pub fn from_args(args: &IdentityArgs, service_name: &str) -> Result<Self, IdentityConfigError> {
+        let audience = args.identity_audience.as_deref().unwrap_or(service_name);
+        if audience.is_empty() {
+            return Err(IdentityConfigError::EmptyAudience);
         }
+        let keys = KeyRing::from_dir(&args.identity_key_dir)?;
+        let verifier = Verifier::new(keys, audience)
+            .with_window(args.identity_max_age, args.identity_max_skew)?;
+        tracing::info!(
+            audience,
+            keys = ?verifier.keys().ids(),
+            max_age = ?args.identity_max_age,
+            max_skew = ?args.identity_max_skew,
+            "identity assertions accepted"
+        );
+        Ok(Self::new(verifier))
     }
 
-    pub fn from_key_file(path: &Path) -> Result<Self, KeyError> {
-        IdentityKey::from_file(path).map(Self::new)
-    }
-
-    /// `lookup(name)` returns the raw value of a header / metadata entry.
-    pub fn check<'a>(&self, lookup: impl Fn(&str) -> Option<&'a [u8]>) -> Result<Caller, ApiError> {
+    /// `lookup(name)` returns the raw value of a header / metadata entry; `method` and
+    /// `path_and_query` are those of the request as this service received it.
+    pub fn check<'a>(
+        &self,
+        lookup: impl Fn(&str) -> Option<&'a [u8]>,
+        method: &str,
+        path_and_query: &str,
+    ) -> Result<Caller, ApiError> {
         let text = |name: &str| -> Result<String, ApiError> {
             match lookup(name) {
                 None => Ok(String::new()),
@@ -59,7 +121,10 @@ impl IdentityGate {
             email: text(HEADER_USER_EMAIL)?,
             jti: text(HEADER_USER_JTI)?,
         };
-        if let Err(err) = self.verifier.verify(&assertion, &identity) {
+        if let Err(err) = self
+            .verifier
+            .verify(&assertion, &identity, method, path_and_query)
+        {
             return Err(rejected(&err.to_string()));
         }
         let user_id = Uuid::parse_str(&identity.user_id)
@@ -71,15 +136,34 @@ impl IdentityGate {
         })
     }
 
-    pub fn from_headers(&self, headers: &http::HeaderMap) -> Result<Caller, ApiError> {
-        self.check(|name| headers.get(name).map(http::HeaderValue::as_bytes))
+    /// An HTTP request: headers, method, and the URI as it arrived (before any nesting
+    /// inside the router rewrote it).
+    pub fn from_http(&self, parts: &Parts) -> Result<Caller, ApiError> {
+        let uri = parts
+            .extensions
+            .get::<OriginalUri>()
+            .map_or(&parts.uri, |original| &original.0);
+        self.check(
+            |name| parts.headers.get(name).map(http::HeaderValue::as_bytes),
+            parts.method.as_str(),
+            path_and_query(uri),
+        )
     }
 
-    pub fn from_metadata(
-        &self,
-        metadata: &tonic::metadata::MetadataMap,
-    ) -> Result<Caller, ApiError> {
-        self.check(|name| metadata.get(name).map(|value| value.as_encoded_bytes()))
+    /// A gRPC call: metadata, and the method and path [`record_request_target`] recorded.
+    pub fn from_grpc<T>(&self, request: &tonic::Request<T>) -> Result<Caller, ApiError> {
+        let Some(target) = request.extensions().get::<RequestTarget>() else {
+            // Fail closed: without the layer there is nothing to bind the assertion to.
+            return Err(rejected(
+                "no request target recorded (record_request_target layer missing)",
+            ));
+        };
+        let metadata = request.metadata();
+        self.check(
+            |name| metadata.get(name).map(|value| value.as_encoded_bytes()),
+            target.method.as_str(),
+            &target.path_and_query,
+        )
     }
 }
 
@@ -102,88 +186,9 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        state.identity_gate().from_headers(&parts.headers)
+        state.identity_gate().from_http(parts)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use identity_assertion::{sign, sign_at};
-
-    fn key() -> IdentityKey {
-        IdentityKey::from_bytes(vec![42; 32]).expect("key")
-    }
-
-    fn headers(identity: &Identity, assertion: &str) -> http::HeaderMap {
-        let mut headers = http::HeaderMap::new();
-        headers.insert(HEADER_USER_ID, identity.user_id.parse().expect("id"));
-        headers.insert(HEADER_USER_EMAIL, identity.email.parse().expect("email"));
-        headers.insert(HEADER_USER_JTI, identity.jti.parse().expect("jti"));
-        headers.insert(HEADER_ASSERTION, assertion.parse().expect("assertion"));
-        headers
-    }
-
-    fn alice() -> Identity {
-        Identity {
-            user_id: Uuid::new_v4().to_string(),
-            email: "alice@example.com".into(),
-            jti: Uuid::new_v4().to_string(),
-        }
-    }
-
-    #[test]
-    fn valid_assertion_yields_the_caller() {
-        let gate = IdentityGate::new(key());
-        let id = alice();
-        let caller = gate
-            .from_headers(&headers(&id, &sign(&key(), &id)))
-            .expect("valid");
-        assert_eq!(caller.user_id.to_string(), id.user_id);
-        assert_eq!(caller.email, id.email);
-    }
-
-    #[test]
-    fn forged_stale_and_missing_assertions_are_401() {
-        let gate = IdentityGate::new(key());
-        let id = alice();
-        let mut forged = headers(&id, &sign(&key(), &id));
-        forged.insert(
-            HEADER_USER_ID,
-            Uuid::new_v4().to_string().parse().expect("id"),
-        );
-        let stale = headers(&id, &sign_at(&key(), &id, 1_000));
-        let other_key = IdentityKey::from_bytes(vec![1; 32]).expect("key");
-        let wrong_key = headers(&id, &sign(&other_key, &id));
-        let mut missing = headers(&id, "x");
-        missing.remove(HEADER_ASSERTION);
-        for (name, h) in [
-            ("forged", forged),
-            ("stale", stale),
-            ("wrong key", wrong_key),
-            ("missing", missing),
-        ] {
-            let err = gate.from_headers(&h).expect_err(name);
-            assert_eq!(err.http_status(), http::StatusCode::UNAUTHORIZED, "{name}");
-        }
-    }
-
-    #[test]
-    fn non_uuid_user_id_is_401_even_when_signed() {
-        let gate = IdentityGate::new(key());
-        let mut id = alice();
-        id.user_id = "not-a-uuid".into();
-        let err = gate
-            .from_headers(&headers(&id, &sign(&key(), &id)))
-            .expect_err("non-uuid");
-        assert_eq!(err.grpc_code(), tonic::Code::Unauthenticated);
-    }
-
-    #[test]
-    fn metadata_is_checked_like_headers() {
-        let gate = IdentityGate::new(key());
-        let id = alice();
-        let md = tonic::metadata::MetadataMap::from_headers(headers(&id, &sign(&key(), &id)));
-        assert_eq!(gate.from_metadata(&md).expect("valid").jti, id.jti);
-    }
-}
+mod tests;

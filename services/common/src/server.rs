@@ -311,6 +311,11 @@ pub async fn serve(
         .with_graceful_shutdown(wait_for_shutdown(shutdown.clone()));
     let grpc_server = tonic::transport::Server::builder()
         .trace_fn(grpc_span)
+        // The identity gate binds assertions to the call's path, which tonic does not hand
+        // to method implementations: recorded here for IdentityGate::from_grpc.
+        .layer(tower::util::MapRequestLayer::new(
+            crate::identity::record_request_target::<tonic::body::Body>,
+        ))
         .add_routes(grpc_routes)
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(grpc),
@@ -344,8 +349,8 @@ pub enum StartError {
     Db(#[from] crate::db::DbError),
     #[error(transparent)]
     Redis(#[from] crate::redis::RedisError),
-    #[error("identity key: {0}")]
-    IdentityKey(#[from] identity_assertion::KeyError),
+    #[error("identity: {0}")]
+    Identity(#[from] crate::identity::IdentityConfigError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error(transparent)]
@@ -389,7 +394,7 @@ impl ServiceBase {
         shared: &crate::config::SharedServeArgs,
         session_options: &str,
     ) -> Result<Self, StartError> {
-        let gate = crate::IdentityGate::from_key_file(&shared.identity_key_file)?;
+        let gate = crate::IdentityGate::from_args(&shared.identity, name)?;
         let pool = crate::db::create_pool(db, name, session_options)?;
         let redis = RedisHandle::new(
             &shared.redis_url,

@@ -23,7 +23,7 @@ pub struct RecordsGrpc {
 
 impl RecordsGrpc {
     fn caller<T>(&self, request: &Request<T>) -> ApiResult<Caller> {
-        self.gate.from_metadata(request.metadata())
+        self.gate.from_grpc(request)
     }
 }
 

@@ -236,7 +236,7 @@ mod tests {
             "records",
             "--database-url",
             "postgres://x@h/db",
-            "--identity-key-file",
+            "--identity-key-dir",
             "k",
         ])
         .expect("parse");
@@ -297,7 +297,7 @@ mod tests {
             "127.0.0.1:1",
             "--database-url",
             "postgres://x@h/db",
-            "--identity-key-file",
+            "--identity-key-dir",
             "k",
         ])
         .expect("parse");
@@ -306,7 +306,7 @@ mod tests {
         };
         assert_eq!(args.http_addr.port(), 1);
         if std::env::var_os("DATABASE_URL").is_none() {
-            assert!(parse(&["records", "--identity-key-file", "k"]).is_err());
+            assert!(parse(&["records", "--identity-key-dir", "k"]).is_err());
         }
     }
 }

@@ -143,7 +143,7 @@ async fn crud_round_trip_over_http_uses_camel_case_and_the_original_curl_body() 
     ] {
         let mut request = common::client()
             .post(svc.url("/records"))
-            .headers(alice.headers(&h.key))
+            .headers(alice.headers(&h.key, "POST", "/records"))
             .body(r#"{"artist":"Aphex Twin","name":"SAW 85-92","format":"LP"}"#);
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
@@ -226,6 +226,7 @@ async fn another_users_records_are_not_found_over_grpc() {
     let created = client
         .create(alice.request(
             &h.key,
+            "Create",
             pb::CreateRecordRequest {
                 fields: Some(fields),
             },
@@ -236,12 +237,13 @@ async fn another_users_records_are_not_found_over_grpc() {
     let id = created.id.clone();
 
     let get = client
-        .get(bob.request(&h.key, pb::GetRecordRequest { id: id.clone() }))
+        .get(bob.request(&h.key, "Get", pb::GetRecordRequest { id: id.clone() }))
         .await;
     assert_eq!(get.unwrap_err().code(), tonic::Code::NotFound);
     let update = client
         .update(bob.request(
             &h.key,
+            "Update",
             pb::UpdateRecordRequest {
                 id: id.clone(),
                 fields: Some(pb::RecordFields {
@@ -253,12 +255,13 @@ async fn another_users_records_are_not_found_over_grpc() {
         .await;
     assert_eq!(update.unwrap_err().code(), tonic::Code::NotFound);
     let delete = client
-        .delete(bob.request(&h.key, pb::DeleteRecordRequest { id: id.clone() }))
+        .delete(bob.request(&h.key, "Delete", pb::DeleteRecordRequest { id: id.clone() }))
         .await;
     assert_eq!(delete.unwrap_err().code(), tonic::Code::NotFound);
     let list = client
         .list(bob.request(
             &h.key,
+            "List",
             pb::ListRecordsRequest {
                 limit: 0,
                 cursor: String::new(),
@@ -270,7 +273,7 @@ async fn another_users_records_are_not_found_over_grpc() {
     assert!(list.records.is_empty());
 
     let mine = client
-        .get(alice.request(&h.key, pb::GetRecordRequest { id }))
+        .get(alice.request(&h.key, "Get", pb::GetRecordRequest { id }))
         .await
         .unwrap()
         .into_inner();
@@ -286,6 +289,7 @@ async fn grpc_serves_every_operation_like_http() {
     let created = client
         .create(alice.request(
             &h.key,
+            "Create",
             pb::CreateRecordRequest {
                 fields: Some(pb::RecordFields {
                     artist: Some("Björk".into()),
@@ -309,6 +313,7 @@ async fn grpc_serves_every_operation_like_http() {
     let updated = client
         .update(alice.request(
             &h.key,
+            "Update",
             pb::UpdateRecordRequest {
                 id: created.id.clone(),
                 fields: Some(pb::RecordFields {
@@ -342,6 +347,7 @@ async fn grpc_serves_every_operation_like_http() {
     let found = client
         .search(alice.request(
             &h.key,
+            "Search",
             pb::SearchRecordsRequest {
                 q: "bjork".into(),
                 limit: 0,
@@ -353,7 +359,7 @@ async fn grpc_serves_every_operation_like_http() {
     assert_eq!(found.hits.len(), 1, "accent-insensitive search over gRPC");
 
     let stats = client
-        .stats(alice.request(&h.key, pb::StatsRequest {}))
+        .stats(alice.request(&h.key, "Stats", pb::StatsRequest {}))
         .await
         .unwrap()
         .into_inner();
@@ -365,6 +371,7 @@ async fn grpc_serves_every_operation_like_http() {
     client
         .delete(alice.request(
             &h.key,
+            "Delete",
             pb::DeleteRecordRequest {
                 id: created.id.clone(),
             },
@@ -372,7 +379,7 @@ async fn grpc_serves_every_operation_like_http() {
         .await
         .unwrap();
     let gone = client
-        .get(alice.request(&h.key, pb::GetRecordRequest { id: created.id }))
+        .get(alice.request(&h.key, "Get", pb::GetRecordRequest { id: created.id }))
         .await;
     assert_eq!(gone.unwrap_err().code(), tonic::Code::NotFound);
 }
@@ -390,50 +397,73 @@ async fn missing_forged_or_stale_identity_assertion_is_401() {
         (401, Some("unauthenticated"))
     );
 
-    // Claiming to be someone else with alice's assertion.
-    let mut forged = alice.headers(&h.key);
-    forged.insert(
-        "x-user-id",
-        uuid::Uuid::new_v4().to_string().parse().unwrap(),
-    );
-    // Signed with a key that is not the shared one.
-    let other_key = identity_assertion::IdentityKey::from_bytes(vec![9; 32]).unwrap();
-    let wrong_key = alice.headers(&other_key);
-    // Old enough to be expired.
-    let mut stale = alice.headers(&h.key);
-    let old = identity_assertion::sign_at(&h.key, &alice.identity, 1_000_000);
-    stale.insert("x-user-assertion", old.parse().unwrap());
-    let mut missing = alice.headers(&h.key);
-    missing.remove("x-user-assertion");
-    for (name, headers) in [
-        ("forged", forged),
-        ("wrong key", wrong_key),
-        ("stale", stale),
-        ("missing", missing),
+    // Each bad header set is made for exactly the request it is sent with, so each fails
+    // for its own reason only (the replay cases are in edge/tests/identity_binding.rs).
+    let bad_headers = |method: &str, path: &str| {
+        // Claiming to be someone else with alice's assertion.
+        let mut forged = alice.headers(&h.key, method, path);
+        forged.insert(
+            "x-user-id",
+            uuid::Uuid::new_v4().to_string().parse().unwrap(),
+        );
+        // Signed with a key of the same id that is not the shared one.
+        let other_key = identity_assertion::SigningKey::new(
+            identity_assertion::KeyId::new(testkit::IDENTITY_KEY_ID).unwrap(),
+            identity_assertion::IdentityKey::from_bytes(vec![9; 32]).unwrap(),
+        );
+        let wrong_key = alice.headers(&other_key, method, path);
+        // Old enough to be expired.
+        let mut stale = alice.headers(&h.key, method, path);
+        let target = identity_assertion::Target {
+            audience: "records",
+            method,
+            path_and_query: path,
+        };
+        let old = identity_assertion::sign_at(&h.key, &alice.identity, &target, 1_000_000);
+        stale.insert("x-user-assertion", old.parse().unwrap());
+        let mut missing = alice.headers(&h.key, method, path);
+        missing.remove("x-user-assertion");
+        [
+            ("forged", forged),
+            ("wrong key", wrong_key),
+            ("stale", stale),
+            ("missing", missing),
+        ]
+    };
+    for path in [
+        "/records",
+        "/records/_ping",
+        "/records/stats",
+        "/records/search?q=x",
     ] {
-        for path in [
-            "/records",
-            "/records/_ping",
-            "/records/stats",
-            "/records/search?q=x",
-        ] {
+        for (name, headers) in bad_headers("GET", path) {
             let response = client
                 .get(svc.url(path))
-                .headers(headers.clone())
+                .headers(headers)
                 .send()
                 .await
                 .unwrap();
             assert_eq!(response.status(), 401, "{name} {path}");
         }
+    }
+    for (name, headers) in bad_headers("POST", "/records") {
         let response = client
             .post(svc.url("/records"))
-            .headers(headers.clone())
+            .headers(headers)
             .json(&json!({"artist":"A","name":"B","format":"LP"}))
             .send()
             .await
             .unwrap();
         assert_eq!(response.status(), 401, "{name} POST");
     }
+    // The same request with good headers is served: the failures above are the headers'.
+    let good = client
+        .get(svc.url("/records/stats"))
+        .headers(alice.headers(&h.key, "GET", "/records/stats"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(good.status(), 200);
 
     let mut grpc = svc.grpc_client().await;
     let bare = grpc
@@ -446,6 +476,7 @@ async fn missing_forged_or_stale_identity_assertion_is_401() {
     assert_eq!(bare.code(), tonic::Code::Unauthenticated);
     let mut request = alice.request(
         &h.key,
+        "List",
         pb::ListRecordsRequest {
             limit: 0,
             cursor: String::new(),
@@ -515,6 +546,7 @@ async fn list_pages_newest_first_with_an_opaque_cursor() {
     let first = grpc
         .list(alice.request(
             &h.key,
+            "List",
             pb::ListRecordsRequest {
                 limit: 4,
                 cursor: String::new(),
@@ -526,6 +558,7 @@ async fn list_pages_newest_first_with_an_opaque_cursor() {
     let second = grpc
         .list(alice.request(
             &h.key,
+            "List",
             pb::ListRecordsRequest {
                 limit: 4,
                 cursor: first.next_cursor.clone(),
@@ -613,7 +646,7 @@ async fn operational_endpoints_health_reflection_and_request_ids() {
 
     let response = client
         .get(svc.url("/records"))
-        .headers(alice.headers(&h.key))
+        .headers(alice.headers(&h.key, "GET", "/records"))
         .header("x-request-id", "req-records-ops-42")
         .send()
         .await
@@ -651,7 +684,7 @@ async fn operational_endpoints_health_reflection_and_request_ids() {
 
     // gRPC calls log with the request id from their metadata too.
     let mut grpc = svc.grpc_client().await;
-    let mut request = alice.request(&h.key, pb::StatsRequest {});
+    let mut request = alice.request(&h.key, "Stats", pb::StatsRequest {});
     request
         .metadata_mut()
         .insert("x-request-id", "req-records-grpc-43".parse().unwrap());

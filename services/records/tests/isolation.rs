@@ -154,7 +154,7 @@ async fn a_search_cache_flood_leaves_logout_and_its_revocation_working() {
     let mut shared_conn = shared.connection().await.unwrap();
     let logout = client
         .post(auth.url("/logout"))
-        .headers(user.headers(&h.key))
+        .headers(user.headers_for("auth", &h.key, "POST", "/logout"))
         .send()
         .await
         .unwrap();

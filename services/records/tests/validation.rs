@@ -201,7 +201,7 @@ async fn bad_input_of_every_field_is_a_4xx_naming_the_field_never_a_500() {
     let raw = |body: &'static str, content_type: &'static str| {
         common::client()
             .post(svc.url("/records"))
-            .headers(alice.headers(&h.key))
+            .headers(alice.headers(&h.key, "POST", "/records"))
             .header("content-type", content_type)
             .body(body)
     };
@@ -329,7 +329,7 @@ async fn grpc_bad_input_is_invalid_argument() {
         ),
     ] {
         let status = client
-            .create(alice.request(&h.key, request))
+            .create(alice.request(&h.key, "Create", request))
             .await
             .unwrap_err();
         assert_eq!(
@@ -346,13 +346,14 @@ async fn grpc_bad_input_is_invalid_argument() {
         );
     }
     let bad_id = client
-        .get(alice.request(&h.key, pb::GetRecordRequest { id: "42".into() }))
+        .get(alice.request(&h.key, "Get", pb::GetRecordRequest { id: "42".into() }))
         .await
         .unwrap_err();
     assert_eq!(bad_id.code(), tonic::Code::InvalidArgument);
     let bad_cursor = client
         .list(alice.request(
             &h.key,
+            "List",
             pb::ListRecordsRequest {
                 limit: 10,
                 cursor: "nope".into(),
@@ -364,6 +365,7 @@ async fn grpc_bad_input_is_invalid_argument() {
     let empty_query = client
         .search(alice.request(
             &h.key,
+            "Search",
             pb::SearchRecordsRequest {
                 q: " ".into(),
                 limit: 0,

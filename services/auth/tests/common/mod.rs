@@ -8,14 +8,15 @@ use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use identity_assertion::{Identity, IdentityKey};
+use identity_assertion::{Identity, IdentityKey, KeyId, SigningKey, Target};
 use serde_json::{json, Value};
 use testkit::{RunningService, ServiceEnv};
 use uuid::Uuid;
 
 pub struct Harness {
     pub env: ServiceEnv,
-    pub key: IdentityKey,
+    /// The identity key the test signs with, as the edge would.
+    pub key: SigningKey,
     pub key_dir: PathBuf,
     /// Extra environment for the process (e.g. AUTH_JWT_ALG).
     pub extra_env: Vec<(String, String)>,
@@ -37,7 +38,10 @@ impl DerefMut for Harness {
 impl Harness {
     pub async fn new(prefix: &str) -> Self {
         let env = ServiceEnv::new(prefix).await.expect("service environment");
-        let key = IdentityKey::from_bytes(env.identity_key.clone()).expect("key");
+        let key = SigningKey::new(
+            KeyId::new(testkit::IDENTITY_KEY_ID).expect("kid"),
+            IdentityKey::from_bytes(env.identity_key.clone()).expect("key"),
+        );
         let key_dir = env.dir.path().join("keys");
         Self {
             env,
@@ -84,21 +88,37 @@ impl Harness {
         }
     }
 
-    pub fn edge_headers(&self, identity: &Identity) -> reqwest::header::HeaderMap {
+    /// The assertion the edge would sign for `method path` at auth.
+    pub fn assertion(&self, identity: &Identity, method: &str, path: &str) -> String {
+        let target = Target {
+            audience: "auth",
+            method,
+            path_and_query: path,
+        };
+        identity_assertion::sign(&self.key, identity, &target)
+    }
+
+    /// The identity headers the edge would send with `method path` to auth.
+    pub fn edge_headers(
+        &self,
+        identity: &Identity,
+        method: &str,
+        path: &str,
+    ) -> reqwest::header::HeaderMap {
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert("x-user-id", identity.user_id.parse().unwrap());
         headers.insert("x-user-email", identity.email.parse().unwrap());
         headers.insert("x-user-jti", identity.jti.parse().unwrap());
         headers.insert(
             "x-user-assertion",
-            identity_assertion::sign(&self.key, identity)
-                .parse()
-                .unwrap(),
+            self.assertion(identity, method, path).parse().unwrap(),
         );
         headers
     }
 
-    pub fn edge_request<T>(&self, identity: &Identity, message: T) -> tonic::Request<T> {
+    /// A gRPC request for `auth.AuthService/<rpc>` with the metadata the edge would add.
+    pub fn edge_request<T>(&self, identity: &Identity, rpc: &str, message: T) -> tonic::Request<T> {
+        let path = format!("/auth.AuthService/{rpc}");
         let mut request = tonic::Request::new(message);
         let md = request.metadata_mut();
         md.insert("x-user-id", identity.user_id.parse().unwrap());
@@ -106,9 +126,7 @@ impl Harness {
         md.insert("x-user-jti", identity.jti.parse().unwrap());
         md.insert(
             "x-user-assertion",
-            identity_assertion::sign(&self.key, identity)
-                .parse()
-                .unwrap(),
+            self.assertion(identity, "POST", &path).parse().unwrap(),
         );
         request
     }

@@ -5,14 +5,15 @@
 
 use std::ops::{Deref, DerefMut};
 
-use identity_assertion::{Identity, IdentityKey};
+use identity_assertion::{Identity, IdentityKey, KeyId, SigningKey, Target};
 use serde_json::Value;
 use testkit::{RunningService, ServiceEnv};
 use uuid::Uuid;
 
 pub struct Harness {
     pub env: ServiceEnv,
-    pub key: IdentityKey,
+    /// The key the test signs with, as the edge would (the service's only key).
+    pub key: SigningKey,
     /// What `RECORDS_CACHE_REDIS_URL` is set to: the shared cache Redis, a private one, or
     /// nothing (cache off).
     pub cache_redis_url: Option<String>,
@@ -36,7 +37,10 @@ impl DerefMut for Harness {
 impl Harness {
     pub async fn new(prefix: &str) -> Self {
         let env = ServiceEnv::new(prefix).await.expect("service environment");
-        let key = IdentityKey::from_bytes(env.identity_key.clone()).expect("key");
+        let key = SigningKey::new(
+            KeyId::new(testkit::IDENTITY_KEY_ID).expect("kid"),
+            IdentityKey::from_bytes(env.identity_key.clone()).expect("key"),
+        );
         Self {
             env,
             key,
@@ -143,9 +147,32 @@ impl User {
         }
     }
 
-    pub fn headers(&self, key: &IdentityKey) -> reqwest::header::HeaderMap {
+    /// The identity headers the edge would send with `method path_and_query` to records.
+    pub fn headers(
+        &self,
+        key: &SigningKey,
+        method: &str,
+        path_and_query: &str,
+    ) -> reqwest::header::HeaderMap {
+        self.headers_for("records", key, method, path_and_query)
+    }
+
+    /// The identity headers the edge would send with `method path_and_query` to the
+    /// service named `audience`.
+    pub fn headers_for(
+        &self,
+        audience: &str,
+        key: &SigningKey,
+        method: &str,
+        path_and_query: &str,
+    ) -> reqwest::header::HeaderMap {
         let mut headers = reqwest::header::HeaderMap::new();
-        let assertion = identity_assertion::sign(key, &self.identity);
+        let target = Target {
+            audience,
+            method,
+            path_and_query,
+        };
+        let assertion = identity_assertion::sign(key, &self.identity, &target);
         headers.insert("x-user-id", self.identity.user_id.parse().unwrap());
         headers.insert("x-user-email", self.identity.email.parse().unwrap());
         headers.insert("x-user-jti", self.identity.jti.parse().unwrap());
@@ -153,9 +180,16 @@ impl User {
         headers
     }
 
-    pub fn request<T>(&self, key: &IdentityKey, message: T) -> tonic::Request<T> {
+    /// A gRPC request for `records.RecordsService/<rpc>` with the metadata the edge would add.
+    pub fn request<T>(&self, key: &SigningKey, rpc: &str, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
-        let assertion = identity_assertion::sign(key, &self.identity);
+        let path = format!("/records.RecordsService/{rpc}");
+        let target = Target {
+            audience: "records",
+            method: "POST",
+            path_and_query: &path,
+        };
+        let assertion = identity_assertion::sign(key, &self.identity, &target);
         let md = request.metadata_mut();
         md.insert("x-user-id", self.identity.user_id.parse().unwrap());
         md.insert("x-user-email", self.identity.email.parse().unwrap());
@@ -175,15 +209,21 @@ pub fn client() -> reqwest::Client {
 /// Sends a JSON request as `user`; returns status and parsed body (Null when empty).
 pub async fn call(
     running: &Running,
-    key: &IdentityKey,
+    key: &SigningKey,
     user: &User,
     method: reqwest::Method,
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut request = client()
-        .request(method, running.url(path))
-        .headers(user.headers(key));
+    // Signed for the target as it goes on the wire: the URL parser percent-encodes what
+    // `path` spells raw (`?q=bjórk` is sent as `?q=bj%C3%B3rk`).
+    let url = reqwest::Url::parse(&running.url(path)).expect("url");
+    let sent = match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_string(),
+    };
+    let headers = user.headers(key, method.as_str(), &sent);
+    let mut request = client().request(method, url).headers(headers);
     if let Some(body) = body {
         request = request.json(&body);
     }
@@ -192,7 +232,7 @@ pub async fn call(
 }
 
 /// A GET of `path` as `user`.
-pub async fn get(running: &Running, key: &IdentityKey, user: &User, path: &str) -> (u16, Value) {
+pub async fn get(running: &Running, key: &SigningKey, user: &User, path: &str) -> (u16, Value) {
     call(running, key, user, reqwest::Method::GET, path, None).await
 }
 
@@ -202,7 +242,7 @@ pub async fn read(response: reqwest::Response) -> (u16, Value) {
         .expect("JSON response")
 }
 
-pub async fn create(running: &Running, key: &IdentityKey, user: &User, body: Value) -> Value {
+pub async fn create(running: &Running, key: &SigningKey, user: &User, body: Value) -> Value {
     let (status, created) = call(
         running,
         key,
