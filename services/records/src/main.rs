@@ -254,7 +254,7 @@ mod tests {
             "records",
             "--database-url",
             "postgres://x@h/db",
-            "--identity-key-file",
+            "--identity-key-dir",
             "k",
         ];
         args.extend_from_slice(extra);
