@@ -2,18 +2,20 @@
 //! (gzip, brotli, zstd; it adds `Vary: Accept-Encoding` and never re-encodes an encoded
 //! body) under the route's policy.
 //!
-//! - `early_request_filter`: [`order_accept_encoding`] rewrites `Accept-Encoding` into the
-//!   order the client prefers by q-value (q=0 removed), because the module takes the first
-//!   coding it knows and ignores q-values.
-//! - `request_filter`: [`for_route`] turns the module off unless the route asks for it
-//!   (never for gRPC, which frames and compresses its own messages) and sets the levels.
+//! - The module starts off (level 0) for every request, so routes without compression pay
+//!   nothing beyond its per-request context, not even parsing `Accept-Encoding`.
+//! - `request_filter`: [`for_route`] turns it on when the route asks for it (never for gRPC,
+//!   which frames and compresses its own messages): [`order_accept_encoding`] first rewrites
+//!   `Accept-Encoding` into the order the client prefers by q-value (q=0 removed), because
+//!   the module takes the first coding it knows and ignores q-values; then the levels are set
+//!   and the module reads the header.
 //! - `response_filter`: [`for_response`] turns it off for a reply too small, of a type the
 //!   route does not list, or a `206` range reply (its byte offsets are of the identity body).
 
 use http::{header, HeaderValue, StatusCode};
 use pingora_core::modules::http::compression::ResponseCompression;
 use pingora_core::protocols::http::compression::Algorithm;
-use pingora_http::ResponseHeader;
+use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
 
 use crate::config::CompressionConfig;
@@ -26,8 +28,8 @@ const LEVELS: [(Algorithm, u32); 3] = [
     (Algorithm::Zstd, 3),
 ];
 
-/// The module's own default: on, so that it reads `Accept-Encoding`; `for_route` decides.
-pub const MODULE_LEVEL: u32 = 5;
+/// The module's own default: off; `for_route` turns it on per route.
+pub const MODULE_LEVEL: u32 = 0;
 
 fn module(session: &mut Session) -> Option<&mut ResponseCompression> {
     session
@@ -35,18 +37,39 @@ fn module(session: &mut Session) -> Option<&mut ResponseCompression> {
         .get_mut::<ResponseCompression>()
 }
 
-/// Turns compression on with the route's levels, or off.
-pub fn for_route(session: &mut Session, policy: Option<&CompressionConfig>, grpc: bool) {
-    let Some(module) = module(session) else {
-        return;
-    };
+/// Turns compression on with the route's levels when the route has a policy.
+pub fn for_route(
+    session: &mut Session,
+    policy: Option<&CompressionConfig>,
+    grpc: bool,
+) -> pingora_error::Result<()> {
     if policy.is_none() || grpc {
-        module.adjust_level(0);
-        return;
+        return Ok(());
     }
-    for (algorithm, level) in LEVELS {
-        module.adjust_algorithm_level(algorithm, level);
+    let accept = session
+        .req_header()
+        .headers
+        .get(header::ACCEPT_ENCODING)
+        .cloned();
+    let Some(accept) = accept else {
+        // No Accept-Encoding: identity it is (RFC 9110 section 12.5.3 allows any coding,
+        // but an uncompressed body is what such clients expect).
+        return Ok(());
+    };
+    let accept = order_accept_encoding(&accept).unwrap_or(accept);
+    session
+        .req_header_mut()
+        .insert_header(header::ACCEPT_ENCODING, accept.clone())?;
+    // What the module reads: just the header it looks at.
+    let mut seen = RequestHeader::build("GET", b"/", Some(1))?;
+    seen.insert_header(header::ACCEPT_ENCODING, accept)?;
+    if let Some(module) = module(session) {
+        for (algorithm, level) in LEVELS {
+            module.adjust_algorithm_level(algorithm, level);
+        }
+        module.request_filter(&seen);
     }
+    Ok(())
 }
 
 /// Counts what the compressor did for this response (after it ended).

@@ -327,17 +327,6 @@ impl ProxyHttp for EdgeProxy {
         if let Some(bridge) = session.downstream_modules_ctx.get_mut::<GrpcWebBridge>() {
             bridge.init();
         }
-        // Before the compression module reads it (it ignores q-values).
-        let ordered = session
-            .req_header()
-            .headers
-            .get(http::header::ACCEPT_ENCODING)
-            .and_then(crate::compression::order_accept_encoding);
-        if let Some(ordered) = ordered {
-            session
-                .req_header_mut()
-                .insert_header(http::header::ACCEPT_ENCODING, ordered)?;
-        }
         Ok(())
     }
 
@@ -374,7 +363,6 @@ impl ProxyHttp for EdgeProxy {
         };
         let result = match admission {
             Admission::Answer(answer) => {
-                crate::compression::for_route(session, None, false);
                 ctx.answered = Some(answer.reason);
                 ctx.route_id = answer.route.as_ref().map(|r| r.id.clone());
                 // An unread request body would be parsed as the next request: close instead.
@@ -400,7 +388,7 @@ impl ProxyHttp for EdgeProxy {
                     session,
                     forward.route.compression.as_ref(),
                     forward.grpc,
-                );
+                )?;
                 ctx.route_id = Some(forward.route.id.clone());
                 ctx.retries_left = forward.route.cluster.config.retries;
                 ctx.forward = Some(forward);
