@@ -837,28 +837,5 @@ mod test {
         assert_ne!(local_addr.port(), 0);
     }
 
-    #[cfg(target_os = "linux")]
-    #[ignore] // this test requires the Linux system to have net.ipv4.tcp_fastopen set
-    #[tokio::test]
-    async fn test_set_fast_open() {
-        use std::time::Instant;
-
-        // connect once to make sure their is a SYN cookie to use for TFO
-        connect_with(&"1.1.1.1:80".parse().unwrap(), None, |socket| {
-            set_tcp_fastopen_connect(socket.as_raw_fd())
-        })
-        .await
-        .unwrap();
-
-        let start = Instant::now();
-        connect_with(&"1.1.1.1:80".parse().unwrap(), None, |socket| {
-            set_tcp_fastopen_connect(socket.as_raw_fd())
-        })
-        .await
-        .unwrap();
-        let connection_time = start.elapsed();
-
-        // connect() return right away as the SYN goes out only when the first write() is called.
-        assert!(connection_time.as_millis() < 4);
-    }
+    // PATCH(edge): upstream's skipped (ignored) `test_set_fast_open` removed (vendor/README.md).
 }
