@@ -71,37 +71,37 @@ pub struct ConnectionGate {
 
 impl ConnectionGate {
     /// The gate of a running edge: caps from the current config snapshot, decisions counted
-    /// in `edge_connections_limited_total`.
+    /// in `edge_connections_limited_total`, open ones in `edge_client_connections_open`.
     pub fn new(state: Arc<EdgeState>) -> Arc<Self> {
         let decisions = state.metrics.connections_limited.clone();
         let open_gauge = state.metrics.client_connections_open.clone();
-        Arc::new(Self {
-            fixed_caps: Caps {
-                per_ip: usize::MAX,
-                global: usize::MAX,
-            },
-            state: Some(state),
-            total: AtomicUsize::new(0),
-            counts: Mutex::default(),
-            shed: Mutex::default(),
-            shed_count: AtomicUsize::new(0),
-            decisions: Some(decisions),
-            open_gauge: Some(open_gauge),
-        })
+        Self::build(Some(state), None, Some(decisions), Some(open_gauge))
     }
 
     /// A gate with fixed caps and no metrics (tests).
     #[cfg(test)]
     fn with_caps(caps: Caps) -> Arc<Self> {
+        Self::build(None, Some(caps), None, None)
+    }
+
+    fn build(
+        state: Option<Arc<EdgeState>>,
+        fixed_caps: Option<Caps>,
+        decisions: Option<IntCounterVec>,
+        open_gauge: Option<IntGauge>,
+    ) -> Arc<Self> {
         Arc::new(Self {
-            state: None,
-            fixed_caps: caps,
+            state,
+            fixed_caps: fixed_caps.unwrap_or(Caps {
+                per_ip: usize::MAX,
+                global: usize::MAX,
+            }),
             total: AtomicUsize::new(0),
             counts: Mutex::default(),
             shed: Mutex::default(),
             shed_count: AtomicUsize::new(0),
-            decisions: None,
-            open_gauge: None,
+            decisions,
+            open_gauge,
         })
     }
 
