@@ -197,6 +197,14 @@ impl RevocationCache {
                     return RevocationStatus::Live;
                 }
             }
+            // A revocation message may have landed between the first look and the
+            // negative lookup: `insert_revoked` adds to the revoked set before it removes
+            // the negative entry, so a miss caused by that removal finds the jti here and
+            // costs no Redis round trip.
+            if self.revoked.contains_key(jti) {
+                self.counters.local_revoked.inc();
+                return RevocationStatus::Revoked;
+            }
         }
         let key = format!("{key_prefix}{jti}");
         match link.query::<bool>(redis::cmd("EXISTS").arg(&key)).await {
@@ -277,9 +285,6 @@ impl RevocationCache {
     }
 
     fn insert_revoked(&self, jti: &str, exp: u64) {
-        if self.negative.remove(jti).is_some() {
-            self.negative_len.fetch_sub(1, Ordering::Relaxed);
-        }
         if self.revoked_len.load(Ordering::Relaxed) >= self.revoked_capacity
             && !self.revoked.contains_key(jti)
         {
@@ -287,6 +292,11 @@ impl RevocationCache {
         }
         if self.revoked.insert(jti.to_string(), exp).is_none() {
             self.revoked_len.fetch_add(1, Ordering::Relaxed);
+        }
+        // Removed only after the insert above: a concurrent `check` that misses the
+        // negative entry then finds the jti in the revoked set (see `check`).
+        if self.negative.remove(jti).is_some() {
+            self.negative_len.fetch_sub(1, Ordering::Relaxed);
         }
         self.metrics
             .revocation_revoked_entries
@@ -496,6 +506,56 @@ mod tests {
 
     fn memory() -> RevocationCache {
         RevocationCache::in_memory(&RevocationConfig::default(), PolicyMetrics::for_tests())
+    }
+
+    /// A revocation message applied while a check of the same jti is in flight must be
+    /// answered from the local sets, never by a Redis lookup (the link here is down, so
+    /// any fall-through would show as an error and an `Unavailable` answer).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_message_landing_during_a_check_is_answered_locally() {
+        let redis = crate::config::RedisConfig {
+            url: "redis://127.0.0.1:1".into(),
+            namespace: String::new(),
+            connect_timeout: Duration::from_millis(50),
+            command_timeout: Duration::from_millis(50),
+        };
+        let metrics = PolicyMetrics::for_tests();
+        let link = Arc::new(RedisLink::new(&redis, metrics.clone()).expect("link"));
+        let cache = Arc::new(RevocationCache::with_redis(
+            &RevocationConfig::default(),
+            link,
+            metrics,
+        ));
+        cache.set_subscribed(true);
+        let exp = crate::clock::unix_now() + 600;
+        let jtis: Vec<String> = (0..3000).map(|i| format!("jti-{i}")).collect();
+        for jti in &jtis {
+            cache.insert_negative(
+                jti,
+                unix_now_ms() + 600_000,
+                cache.generation.load(Ordering::Acquire),
+            );
+        }
+        let applier = {
+            let cache = Arc::clone(&cache);
+            let jtis = jtis.clone();
+            std::thread::spawn(move || {
+                for jti in &jtis {
+                    cache.apply_message(format!(r#"{{"jti":"{jti}","exp":{exp}}}"#).as_bytes());
+                }
+            })
+        };
+        for jti in &jtis {
+            loop {
+                match cache.check(jti, exp).await {
+                    RevocationStatus::Live => continue,
+                    RevocationStatus::Revoked => break,
+                    RevocationStatus::Unavailable => panic!("{jti} fell through to Redis"),
+                }
+            }
+        }
+        applier.join().expect("applier");
+        assert_eq!(cache.counters.redis_error.get(), 0);
     }
 
     #[tokio::test]
