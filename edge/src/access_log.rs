@@ -25,6 +25,8 @@ pub struct AccessRecord<'a> {
     pub request_id: Option<&'a str>,
     /// Set when the edge answered without an upstream (`policy`, `no_route`, `health`, ...).
     pub answered_by_edge: Option<&'a str>,
+    /// `x-cache-status` on a cached route (`HIT`, `MISS`, ...).
+    pub cache: Option<&'a str>,
     pub error: Option<&'a str>,
 }
 
@@ -46,6 +48,7 @@ pub fn emit(record: &AccessRecord<'_>) {
         client = record.client.map(|ip| ip.to_string()),
         request_id = record.request_id,
         answered_by = record.answered_by_edge,
+        cache = record.cache,
         error = record.error,
     );
 }

@@ -1,6 +1,7 @@
 //! The admin listener (127.0.0.1:9000 by default; never expose it publicly):
 //! `GET /metrics`, `/healthz`, `/readyz`, `/config`, `/certs`, and
-//! `POST /certs/reload`, `POST /config/reload`. Access rules: `admin_guard`.
+//! `POST /certs/reload`, `POST /config/reload`, `POST /cache/purge`. Access rules:
+//! `admin_guard`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -178,6 +179,92 @@ impl AdminApp {
     }
 }
 
+/// The body of `POST /cache/purge`: one of `path` (exact, any query) or `prefix`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PurgeRequest {
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    prefix: Option<String>,
+    /// Only this host's objects; every host when absent.
+    #[serde(default)]
+    host: Option<String>,
+}
+
+/// Admin request bodies are small JSON documents.
+const MAX_ADMIN_BODY: usize = 4096;
+
+async fn read_small_body(session: &mut ServerSession) -> Result<Vec<u8>, Response<Vec<u8>>> {
+    let read = async {
+        let mut body = Vec::new();
+        while let Some(chunk) = session.read_request_body().await? {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_ADMIN_BODY {
+                return Ok(None);
+            }
+        }
+        Ok::<_, Box<pingora_error::Error>>(Some(body))
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(5), read).await {
+        Ok(Ok(Some(body))) => Ok(body),
+        Ok(Ok(None)) => Err(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "admin request bodies are at most 4 KiB",
+        )),
+        Ok(Err(_)) | Err(_) => Err(error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the request body could not be read",
+        )),
+    }
+}
+
+impl AdminApp {
+    async fn purge_cache(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let body = match read_small_body(session).await {
+            Ok(body) => body,
+            Err(response) => return response,
+        };
+        let request: PurgeRequest = match serde_json::from_slice(&body) {
+            Ok(request) => request,
+            Err(err) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_json",
+                    &format!("expected {{\"path\": \"/...\"}} or {{\"prefix\": \"/...\"}}: {err}"),
+                )
+            }
+        };
+        let (path, prefix) = match (request.path, request.prefix) {
+            (Some(path), None) => (path, false),
+            (None, Some(prefix)) => (prefix, true),
+            _ => {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_purge",
+                    "give exactly one of \"path\" or \"prefix\"",
+                )
+            }
+        };
+        if !path.starts_with('/') {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_purge",
+                "the path or prefix must start with '/'",
+            );
+        }
+        let purged = self
+            .state
+            .cache
+            .purge(request.host.as_deref(), &path, prefix);
+        self.state.metrics.cache_purged.inc_by(purged as u64);
+        tracing::info!(path = %path, prefix, host = ?request.host, purged, "cache purged");
+        json_response(StatusCode::OK, json!({"purged": purged}))
+    }
+}
+
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
@@ -229,10 +316,11 @@ impl ServeHttp for AdminApp {
             ("GET", "/certs") => self.certs(),
             ("POST", "/certs/reload") => self.reload_certs().await,
             ("POST", "/config/reload") => self.reload_config().await,
+            ("POST", "/cache/purge") => self.purge_cache(session).await,
             (
                 _,
                 "/metrics" | "/healthz" | "/readyz" | "/config" | "/certs" | "/certs/reload"
-                | "/config/reload",
+                | "/config/reload" | "/cache/purge",
             ) => error(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",

@@ -9,6 +9,7 @@
 mod access_log;
 mod admin;
 mod admin_guard;
+mod cache;
 mod certs;
 mod compression;
 mod config;

@@ -34,6 +34,12 @@ pub struct EdgeMetrics {
     pub connections_limited: IntCounterVec,
     pub client_connections_open: IntGauge,
     pub client_timeouts: IntCounterVec,
+    pub cache_responses: IntCounterVec,
+    pub cache_hit_bytes: IntCounterVec,
+    pub cache_stored_bytes: IntGauge,
+    pub cache_stored_objects: IntGauge,
+    pub cache_evictions: IntCounter,
+    pub cache_purged: IntCounter,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -46,6 +52,20 @@ fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntC
 fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let metric = IntGaugeVec::new(Opts::new(name, help), labels)
         .unwrap_or_else(|e| panic!("metric {name} definition: {e}"));
+    register(registry, Box::new(metric.clone()), name);
+    metric
+}
+
+fn single_gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let metric =
+        IntGauge::new(name, help).unwrap_or_else(|e| panic!("metric {name} definition: {e}"));
+    register(registry, Box::new(metric.clone()), name);
+    metric
+}
+
+fn single_counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let metric =
+        IntCounter::new(name, help).unwrap_or_else(|e| panic!("metric {name} definition: {e}"));
     register(registry, Box::new(metric.clone()), name);
     metric
 }
@@ -231,6 +251,39 @@ impl EdgeMetrics {
                 "Clients cut off for slowness, by phase (header, body)",
                 &["phase"],
             ),
+            cache_responses: counter(
+                r,
+                "edge_cache_responses_total",
+                "Responses of cached routes by x-cache-status (HIT, MISS, EXPIRED, STALE, \
+                 REVALIDATED, BYPASS)",
+                &["route", "status"],
+            ),
+            cache_hit_bytes: counter(
+                r,
+                "edge_cache_hit_bytes_total",
+                "Response body bytes served from the cache (HIT, STALE, REVALIDATED)",
+                &["route"],
+            ),
+            cache_stored_bytes: single_gauge(
+                r,
+                "edge_cache_stored_bytes",
+                "Bytes of responses in the cache (bodies and headers), at most [cache] max_bytes",
+            ),
+            cache_stored_objects: single_gauge(
+                r,
+                "edge_cache_stored_objects",
+                "Responses in the cache",
+            ),
+            cache_evictions: single_counter(
+                r,
+                "edge_cache_evictions_total",
+                "Responses dropped from the cache to stay under [cache] max_bytes",
+            ),
+            cache_purged: single_counter(
+                r,
+                "edge_cache_purged_total",
+                "Responses dropped from the cache by POST /cache/purge",
+            ),
             registry,
         })
     }
@@ -243,6 +296,18 @@ impl EdgeMetrics {
             tracing::error!(%err, "encoding metrics");
         }
         out
+    }
+
+    /// One response of a cached route: its `x-cache-status`, and the bytes a hit served.
+    pub fn observe_cache(&self, route: &str, status: &str, body_bytes: u64) {
+        self.cache_responses
+            .with_label_values(&[route, status])
+            .inc();
+        if matches!(status, "HIT" | "STALE" | "REVALIDATED") {
+            self.cache_hit_bytes
+                .with_label_values(&[route])
+                .inc_by(body_bytes);
+        }
     }
 
     pub fn observe_request(

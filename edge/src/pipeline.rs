@@ -54,6 +54,8 @@ pub struct Forward {
     /// Added to whatever response goes back (rate-limit headers, CORS, request id).
     pub response_headers: HeaderMap,
     pub request_id: Option<HeaderValue>,
+    /// The verified user (`sub`) when the route's JWT check accepted a token.
+    pub user: Option<String>,
 }
 
 #[derive(Debug)]
@@ -232,6 +234,7 @@ pub async fn admit(snapshot: &Snapshot, parts: &Parts, downstream: &Downstream) 
             upstream_edits: outcome.upstream_edits,
             response_headers: outcome.response_headers,
             request_id,
+            user: outcome.identity.map(|identity| identity.sub),
         }),
     }
 }

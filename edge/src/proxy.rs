@@ -12,6 +12,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use gateway_plugins::{ErrorKind, PolicyResponse, Protocol, TlsInfo};
 use http::{HeaderMap, HeaderValue};
+use pingora_cache::key::{CacheKey, HashBinary};
+use pingora_cache::{CacheMeta, RespCacheable};
 use pingora_core::modules::http::compression::ResponseCompressionBuilder;
 use pingora_core::modules::http::grpc_web::{GrpcWeb, GrpcWebBridge};
 use pingora_core::modules::http::HttpModules;
@@ -54,6 +56,10 @@ pub struct RequestCtx {
     failure: Option<&'static str>,
     grpc_status: Option<String>,
     span: Option<RequestSpan>,
+    /// Set on a cached route: whether this request uses the cache.
+    cache: Option<crate::cache::Decision>,
+    /// The `x-cache-status` sent (metrics and the access log).
+    cache_status: Option<&'static str>,
 }
 
 pub struct EdgeProxy {
@@ -92,6 +98,15 @@ impl EdgeProxy {
                 .inc();
         }
     }
+}
+
+/// The verified user a `per_user` cached route keys on: the `sub` of the token the route's
+/// JWT check accepted (never a client's header).
+fn cache_user(forward: &Forward) -> Option<&str> {
+    if !forward.route.cache.as_ref().is_some_and(|c| c.per_user) {
+        return None;
+    }
+    forward.user.as_deref()
 }
 
 fn downstream_of(session: &Session) -> Downstream {
@@ -306,6 +321,8 @@ impl ProxyHttp for EdgeProxy {
             failure: None,
             grpc_status: None,
             span: None,
+            cache: None,
+            cache_status: None,
         }
     }
 
@@ -429,6 +446,59 @@ impl ProxyHttp for EdgeProxy {
         Ok(())
     }
 
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<()> {
+        let Some(forward) = ctx.forward.as_ref() else {
+            return Ok(());
+        };
+        let Some(policy) = forward.route.cache.as_ref() else {
+            return Ok(());
+        };
+        let user = cache_user(forward);
+        ctx.cache = Some(self.state.cache.enable(session, policy, user));
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, session: &Session, ctx: &mut Self::CTX) -> Result<CacheKey> {
+        let user = ctx.forward.as_ref().and_then(cache_user);
+        Ok(crate::cache::cache_key(session.req_header(), user))
+    }
+
+    fn response_cache_filter(
+        &self,
+        _session: &Session,
+        response: &ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<RespCacheable> {
+        match ctx.forward.as_ref().and_then(|f| f.route.cache.as_ref()) {
+            Some(policy) => Ok(crate::cache::cacheability(policy, response)),
+            None => Ok(RespCacheable::Uncacheable(
+                pingora_cache::NoCacheReason::NeverEnabled,
+            )),
+        }
+    }
+
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        _ctx: &mut Self::CTX,
+        request: &RequestHeader,
+    ) -> Option<HashBinary> {
+        crate::cache::variance(meta, request)
+    }
+
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Self::CTX,
+        error: Option<&Error>,
+    ) -> bool {
+        // The route's `stale_while_revalidate` / `stale_if_error` (or the origin's own
+        // directives) are the permission RFC 9111 section 4.2.4 asks for; pingora-cache
+        // checks the stored object's windows before asking. `None`: while revalidating.
+        ctx.cache == Some(crate::cache::Decision::Use)
+            && error.is_none_or(|e| e.esource() == &ErrorSource::Upstream)
+    }
+
     async fn upstream_peer(
         &self,
         _session: &mut Session,
@@ -546,6 +616,11 @@ impl ProxyHttp for EdgeProxy {
             .as_ref()
             .ok_or_else(|| Error::explain(ErrorType::InternalError, "no route decided"))?;
         pipeline::prepare_upstream_request(upstream_request, forward, ctx.peer)?;
+        if forward.route.cache.is_some() && forward.route.compression.is_some() {
+            // The edge compresses for each client: the origin sends (and the cache keeps)
+            // the identity body, served to every client in its own encoding.
+            upstream_request.remove_header(&http::header::ACCEPT_ENCODING);
+        }
         if let Some(span) = &ctx.span {
             span.inject(upstream_request);
         }
@@ -593,6 +668,11 @@ impl ProxyHttp for EdgeProxy {
                 ctx.protocol,
             );
             pipeline::add_route_headers(upstream_response, &forward.route);
+        }
+        if let Some(decision) = ctx.cache {
+            let status = crate::cache::status(decision, session.cache.phase());
+            ctx.cache_status = Some(status);
+            upstream_response.insert_header(crate::cache::STATUS_HEADER, status)?;
         }
         self.record_outcome(ctx, upstream_response.status.is_server_error());
         Ok(())
@@ -718,6 +798,11 @@ impl ProxyHttp for EdgeProxy {
             ctx.protocol.as_str(),
             elapsed,
         );
+        if let Some(cache_status) = ctx.cache_status {
+            self.state
+                .metrics
+                .observe_cache(route, cache_status, session.body_bytes_sent() as u64);
+        }
         if ctx.body_bytes > 0 {
             self.state
                 .metrics
@@ -750,6 +835,7 @@ impl ProxyHttp for EdgeProxy {
                     .and_then(|f| f.request_id.as_ref())
                     .and_then(|v| v.to_str().ok()),
                 answered_by_edge: ctx.answered,
+                cache: ctx.cache_status,
                 error: ctx.failure.or_else(|| e.map(|e| e.etype().as_str())),
             });
         }

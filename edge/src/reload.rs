@@ -138,8 +138,12 @@ fn warn_about_restart_only_changes(current: &Snapshot, next: &crate::config::Edg
     {
         tracing::warn!("listener changes take effect only after a restart or graceful upgrade");
     }
-    if now.server != next.server || now.http3 != next.http3 || now.logging != next.logging {
-        tracing::warn!("[server], [http3] and [logging] changes take effect only after a restart or graceful upgrade");
+    if now.server != next.server
+        || now.http3 != next.http3
+        || now.logging != next.logging
+        || now.cache != next.cache
+    {
+        tracing::warn!("[server], [http3], [logging] and [cache] changes take effect only after a restart or graceful upgrade");
     }
 }
 

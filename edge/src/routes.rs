@@ -58,6 +58,8 @@ pub struct Route {
     pub response_headers: Vec<(HeaderName, HeaderValue)>,
     /// Response compression, when the route turns it on.
     pub compression: Option<crate::config::CompressionConfig>,
+    /// The micro-cache policy, when the route turns it on.
+    pub cache: Option<crate::config::RouteCacheConfig>,
 }
 
 impl std::fmt::Debug for Route {
@@ -198,6 +200,7 @@ mod tests {
             max_body_bytes: 1024,
             response_headers: Vec::new(),
             compression: None,
+            cache: None,
         })
     }
 

@@ -107,6 +107,7 @@ impl Snapshot {
                     })
                     .collect(),
                 compression: route.compression.clone().filter(|c| c.enabled),
+                cache: route.cache.clone().filter(|c| c.enabled),
             }));
         }
         if !problems.is_empty() {
@@ -147,6 +148,8 @@ pub struct EdgeState {
     pub alt_svc: Option<HeaderValue>,
     /// Request spans go here when `[tracing]` is configured.
     pub tracer: Option<platform_telemetry::opentelemetry_sdk::trace::Tracer>,
+    /// The micro-cache every cached route shares (`[cache]` applies at start).
+    pub cache: &'static crate::cache::MicroCache,
     _telemetry: platform_telemetry::Telemetry,
     pub(crate) reload_lock: tokio::sync::Mutex<()>,
 }
@@ -166,7 +169,9 @@ impl EdgeState {
                 .unwrap_or_else(|_| HeaderValue::from_static("clear"))
         });
         metrics.config_version.set(snapshot.version as i64);
+        let cache = crate::cache::MicroCache::leak(&snapshot.config().cache, &metrics);
         Arc::new(Self {
+            cache,
             config_path: snapshot.loaded.path.clone(),
             snapshot: ArcSwap::from_pointee(snapshot),
             certs,

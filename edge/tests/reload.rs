@@ -4,7 +4,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{metric_sum, EchoServer, Edge, EdgeOptions};
+use common::{metric_sum, EchoServer, Edge, EdgeOptions, SigningKey};
 use testkit::HttpVersion;
 
 fn routes(echo: &EchoServer, extra: &str) -> String {
@@ -206,43 +206,6 @@ upstream = "records"
     assert!(!stdout.contains("s3cr3t"), "{stdout}");
 }
 
-/// An Ed25519 key pair: the edge verifies with the public PEM, the test signs.
-struct SigningKey {
-    encoding: jsonwebtoken::EncodingKey,
-    public_pem: std::path::PathBuf,
-}
-
-fn signing_key(dir: &std::path::Path) -> SigningKey {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("ed25519 key");
-    let public_pem = dir.join("jwt-public.pem");
-    std::fs::write(&public_pem, key.public_key_pem()).expect("write key");
-    let encoding =
-        jsonwebtoken::EncodingKey::from_ed_pem(key.serialize_pem().as_bytes()).expect("pkcs8");
-    SigningKey {
-        encoding,
-        public_pem,
-    }
-}
-
-fn token(key: &SigningKey, issuer: &str) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs();
-    let claims = serde_json::json!({
-        "sub": "00000000-0000-0000-0000-000000000001",
-        "email": "a@example.com",
-        "jti": format!("jti-{issuer}"),
-        "iss": issuer,
-        "aud": "record-platform",
-        "iat": now,
-        "exp": now + 600,
-    });
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
-    header.kid = Some("k1".into());
-    jsonwebtoken::encode(&header, &claims, &key.encoding).expect("sign")
-}
-
 fn jwt_config(echo: &EchoServer, key: &SigningKey, issuer: &str) -> EdgeOptions {
     let mut options = EdgeOptions::new(format!(
         r#"
@@ -274,13 +237,13 @@ plugins.jwt = {{ mode = "required" }}
 async fn a_rejected_reload_changes_no_policy_setting() {
     let echo = EchoServer::start().await;
     let keys = tempfile::tempdir().expect("dir");
-    let key = signing_key(keys.path());
+    let key = SigningKey::new(keys.path());
     let edge = Edge::start_with(jwt_config(&echo, &key, "issuer-a")).await;
     let client = edge.client(HttpVersion::Http2);
     let status_with = |issuer: &'static str| {
         let client = client.clone();
         let url = edge.url("/api/x");
-        let bearer = token(&key, issuer);
+        let bearer = key.token(issuer, "00000000-0000-0000-0000-000000000001");
         async move {
             client
                 .get(url)

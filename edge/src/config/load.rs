@@ -515,8 +515,38 @@ fn validate_route(
             "must be at least 1".into(),
         );
     }
+    if let Some(cache) = route.cache.as_ref().filter(|c| c.enabled) {
+        validate_route_cache(config, route, cache, &key.key("cache"), add);
+    }
     for issue in route.plugins.validate(&config.plugins) {
         add(key.key("plugins").join_dotted(&issue.path), issue.message);
+    }
+}
+
+fn validate_route_cache(
+    config: &EdgeConfig,
+    route: &RouteConfig,
+    cache: &super::RouteCacheConfig,
+    key: &KeyPath,
+    add: &mut impl FnMut(KeyPath, String),
+) {
+    if cache.ttl.is_zero() {
+        add(key.key("ttl"), "must be more than 0s".into());
+    }
+    if cache.max_object_bytes == 0 || cache.max_object_bytes > config.cache.max_bytes {
+        add(
+            key.key("max_object_bytes"),
+            format!(
+                "must be between 1 and [cache] max_bytes ({})",
+                config.cache.max_bytes
+            ),
+        );
+    }
+    if cache.per_user && route.plugins.jwt.is_none() {
+        add(
+            key.key("per_user"),
+            "needs plugins.jwt on the route: the key is the verified user".into(),
+        );
     }
 }
 

@@ -325,3 +325,27 @@ fn edit_distance_suggests_only_close_names() {
     );
     assert_eq!(closest("zzz", ["records", "auth"].into_iter()), None);
 }
+
+#[test]
+fn cache_problems_name_their_keys() {
+    let route = |cache: &str| format!("{GOOD}cache = {cache}\n");
+    for (text, key) in [
+        (route("{ ttl = \"0s\" }"), "routes[0].cache.ttl"),
+        (route("{ per_user = true }"), "routes[0].cache.per_user"),
+        (
+            format!(
+                "{}\n[cache]\nmax_bytes = 1000\n",
+                route("{ max_object_bytes = 5000 }")
+            ),
+            "routes[0].cache.max_object_bytes",
+        ),
+    ] {
+        let err = load(&text).expect_err(key);
+        assert_eq!(err.problems[0].key, key, "{err}");
+        assert_eq!(err.problems[0].line, Some(10), "{err}");
+    }
+    let loaded = load(&route("{}")).expect("defaults");
+    let cache = loaded.config.routes[0].cache.as_ref().expect("cache");
+    assert_eq!(cache.ttl, std::time::Duration::from_secs(10));
+    assert_eq!(loaded.config.cache.max_bytes, 64 * 1024 * 1024);
+}

@@ -49,6 +49,30 @@ pub struct EdgeConfig {
     pub logging: LoggingSection,
     #[serde(default)]
     pub tracing: TracingSection,
+    #[serde(default)]
+    pub cache: CacheSection,
+}
+
+/// `[cache]`: the one in-memory store every cached route shares (applies at start).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSection {
+    /// Total bytes of stored responses (bodies + headers); least recently used go first.
+    #[serde(default = "defaults::cache_max_bytes")]
+    pub max_bytes: usize,
+    /// How long concurrent misses for one key wait for the first one's response before
+    /// going to the origin themselves.
+    #[serde(default = "defaults::cache_lock_timeout", with = "humantime_serde")]
+    pub lock_timeout: Duration,
+}
+
+impl Default for CacheSection {
+    fn default() -> Self {
+        Self {
+            max_bytes: defaults::cache_max_bytes(),
+            lock_timeout: defaults::cache_lock_timeout(),
+        }
+    }
 }
 
 /// `[tracing]`: OpenTelemetry spans for each request, exported over OTLP/gRPC. Off unless an
@@ -563,6 +587,24 @@ mod defaults {
     }
     pub fn max_concurrent_requests() -> usize {
         1_000
+    }
+    pub fn cache_ttl() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn cache_stale_while_revalidate() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn cache_stale_if_error() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn cache_max_object_bytes() -> usize {
+        1024 * 1024
+    }
+    pub fn cache_max_bytes() -> usize {
+        64 * 1024 * 1024
+    }
+    pub fn cache_lock_timeout() -> Duration {
+        Duration::from_secs(5)
     }
     pub fn compression_min_size() -> u64 {
         1024

@@ -1,5 +1,7 @@
 //! `[[routes]]`: matching, forwarding, per-route policy, response headers and compression.
 
+use std::time::Duration;
+
 use gateway_plugins::RoutePolicy;
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +54,38 @@ pub struct RouteConfig {
     /// Response compression (gzip, brotli, zstd by `Accept-Encoding`); off when absent.
     #[serde(default)]
     pub compression: Option<CompressionConfig>,
+    /// The micro-cache for this route's GET responses; off when absent.
+    #[serde(default)]
+    pub cache: Option<RouteCacheConfig>,
+}
+
+/// `routes[].cache`: which responses of the route the edge keeps and for how long.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteCacheConfig {
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+    /// Freshness of a response that states none (no `Cache-Control` max-age/s-maxage, no
+    /// `Expires`); the origin's own freshness wins when it gives one.
+    #[serde(default = "defaults::cache_ttl", with = "humantime_serde")]
+    pub ttl: Duration,
+    /// After expiry, serve the stale copy this long while one request refreshes it (unless
+    /// the origin's `stale-while-revalidate` says otherwise).
+    #[serde(
+        default = "defaults::cache_stale_while_revalidate",
+        with = "humantime_serde"
+    )]
+    pub stale_while_revalidate: Duration,
+    /// After expiry, serve the stale copy this long when the origin fails (5xx, unreachable).
+    #[serde(default = "defaults::cache_stale_if_error", with = "humantime_serde")]
+    pub stale_if_error: Duration,
+    /// Larger responses are passed through and not kept.
+    #[serde(default = "defaults::cache_max_object_bytes")]
+    pub max_object_bytes: usize,
+    /// Requests carrying `Authorization` are cached per verified user (`x-user-id` from the
+    /// route's JWT check) instead of bypassing the cache. Needs `plugins.jwt` on the route.
+    #[serde(default)]
+    pub per_user: bool,
 }
 
 /// `routes[].compression`: Pingora's compression module, per route.

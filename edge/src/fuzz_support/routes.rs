@@ -77,6 +77,7 @@ fn table(specs: &[RouteSpec]) -> RouteTable {
                 max_body_bytes: 1,
                 response_headers: Vec::new(),
                 compression: None,
+                cache: None,
             })
         })
         .collect();

@@ -459,8 +459,8 @@ impl Session for H3Session {
     }
 
     fn pseudo_raw_h1_request_header(&self) -> Bytes {
-        // Only for subrequests, which the edge does not use; an h1-shaped summary is
-        // enough for logs.
+        // Pingora logs it; subrequests (stale-while-revalidate refreshes) are built from
+        // `req_header()` instead (vendor/pingora-core patch 7), so a summary is enough.
         Bytes::from(format!(
             "{} {} HTTP/1.1\r\n\r\n",
             self.request.method,

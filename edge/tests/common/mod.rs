@@ -228,10 +228,16 @@ impl Edge {
 
     /// An admin `POST` as an operator sends it: bearer token, JSON content type.
     pub async fn admin_post(&self, path: &str) -> (u16, String) {
+        self.admin_post_json(path, "").await
+    }
+
+    /// [`Edge::admin_post`] with a JSON body.
+    pub async fn admin_post_json(&self, path: &str, body: &str) -> (u16, String) {
         let resp = reqwest::Client::new()
             .post(self.admin_url(path))
             .bearer_auth(ADMIN_TOKEN)
             .header("content-type", "application/json")
+            .body(body.to_string())
             .send()
             .await
             .expect("admin request");
@@ -290,11 +296,14 @@ pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
 /// An HTTP/1.1 upstream that echoes what it received as JSON. Paths:
 /// `/slow/<ms>/...` waits before answering; `/status/<code>` answers that status;
 /// `/bytes/<n>` answers `n` bytes of `b`; `/text/<n>` `n` bytes of text/plain; `/range` a
-/// 206 with content-range; `/own-csp` sets its own content-security-policy.
+/// 206 with content-range; `/own-csp` sets its own content-security-policy; `/origin` a
+/// cacheable answer (see [`origin`]).
 pub struct EchoServer {
     pub addr: SocketAddr,
     /// Requests that reached the server (counted before any `/slow` wait).
     pub received: Arc<AtomicUsize>,
+    /// While set, every request is answered `503` (an origin failing on command).
+    pub failing: Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -312,18 +321,30 @@ impl EchoServer {
         let addr = listener.local_addr().expect("addr");
         let received = Arc::new(AtomicUsize::new(0));
         let counter = received.clone();
+        let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let fail = failing.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 let counter = counter.clone();
+                let fail = fail.clone();
                 static CONN: AtomicUsize = AtomicUsize::new(0);
                 let conn = CONN.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     let service = service_fn(move |request| {
                         counter.fetch_add(1, Ordering::SeqCst);
-                        echo(request)
+                        let failing = fail.load(Ordering::SeqCst);
+                        async move {
+                            if failing {
+                                return Ok(hyper::Response::builder()
+                                    .status(503)
+                                    .body(Full::new(Bytes::from_static(b"down")))
+                                    .unwrap());
+                            }
+                            echo(request).await
+                        }
                     });
                     if let Err(err) = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -339,6 +360,7 @@ impl EchoServer {
         Self {
             addr,
             received,
+            failing,
             task,
         }
     }
@@ -366,6 +388,9 @@ async fn echo(
         Some("slow") => {
             let ms: u64 = segments.next().and_then(|s| s.parse().ok()).unwrap_or(100);
             tokio::time::sleep(Duration::from_millis(ms)).await;
+            if segments.next() == Some("origin") {
+                return Ok(origin(&parts, &path));
+            }
         }
         Some("bytes") => {
             let n: usize = segments.next().and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -396,6 +421,7 @@ async fn echo(
                 .body(Full::new(Bytes::from_static(b"{}")))
                 .unwrap());
         }
+        Some("origin") => return Ok(origin(&parts, &path)),
         Some("status") => {
             let code: u16 = segments.next().and_then(|s| s.parse().ok()).unwrap_or(500);
             return Ok(hyper::Response::builder()
@@ -432,6 +458,56 @@ async fn echo(
         .header("x-upstream", "echo")
         .body(Full::new(Bytes::from(reply.to_string())))
         .unwrap())
+}
+
+/// `/origin/...?<options>`: a cacheable text answer whose first line is a number unique to
+/// this response (`object <n>`), so a test tells a stored copy from a fresh one. Options:
+/// `cc=` a Cache-Control value, `vary=` a Vary value, `cookie=1` a Set-Cookie, `status=`,
+/// `size=` the body length (text/plain), `ms=` is handled by the caller's `/slow` prefix.
+fn origin(parts: &http::request::Parts, path: &str) -> hyper::Response<Full<Bytes>> {
+    static OBJECTS: AtomicUsize = AtomicUsize::new(0);
+    let object = OBJECTS.fetch_add(1, Ordering::SeqCst);
+    let options: std::collections::HashMap<String, String> = parts
+        .uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| {
+            let v = v
+                .replace("%3D", "=")
+                .replace("%2C", ",")
+                .replace("%20", " ");
+            (k.to_string(), v)
+        })
+        .collect();
+    let mut body = format!("object {object} for {path}\n");
+    let size: usize = options
+        .get("size")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    while body.len() < size {
+        body.push_str("vinyl record ");
+    }
+    body.truncate(size.max(body.find('\n').map_or(0, |i| i + 1)));
+    let mut response = hyper::Response::builder()
+        .status(
+            options
+                .get("status")
+                .and_then(|s| s.parse::<u16>().ok())
+                .unwrap_or(200),
+        )
+        .header("content-type", "text/plain; charset=utf-8");
+    if let Some(cc) = options.get("cc") {
+        response = response.header("cache-control", cc.as_str());
+    }
+    if let Some(vary) = options.get("vary") {
+        response = response.header("vary", vary.as_str());
+    }
+    if options.contains_key("cookie") {
+        response = response.header("set-cookie", "session=abc; Secure; HttpOnly");
+    }
+    response.body(Full::new(Bytes::from(body))).unwrap()
 }
 
 /// A tonic h2c server with `grpc.health.v1.Health` (unary `Check`, server-streaming
@@ -491,6 +567,46 @@ pub fn jwt_plugin(dir: &std::path::Path) -> String {
          static_keys = [{{ kid = \"k1\", algorithm = \"EdDSA\", pem_file = \"{}\" }}]\n",
         path.display()
     )
+}
+
+/// An Ed25519 key pair: the edge verifies with the public PEM (`kid` `k1`), the test signs.
+pub struct SigningKey {
+    encoding: jsonwebtoken::EncodingKey,
+    pub public_pem: std::path::PathBuf,
+}
+
+impl SigningKey {
+    pub fn new(dir: &std::path::Path) -> Self {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("ed25519 key");
+        let public_pem = dir.join("jwt-public.pem");
+        std::fs::write(&public_pem, key.public_key_pem()).expect("write key");
+        let encoding =
+            jsonwebtoken::EncodingKey::from_ed_pem(key.serialize_pem().as_bytes()).expect("pkcs8");
+        Self {
+            encoding,
+            public_pem,
+        }
+    }
+
+    /// A token for `sub`, audience `record-platform`, valid for ten minutes.
+    pub fn token(&self, issuer: &str, sub: &str) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let claims = serde_json::json!({
+            "sub": sub,
+            "email": format!("{sub}@example.com"),
+            "jti": format!("jti-{issuer}-{sub}"),
+            "iss": issuer,
+            "aud": "record-platform",
+            "iat": now,
+            "exp": now + 600,
+        });
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        header.kid = Some("k1".into());
+        jsonwebtoken::encode(&header, &claims, &self.encoding).expect("sign")
+    }
 }
 
 /// A TCP port with nothing listening (connections are refused).

@@ -148,12 +148,38 @@ impl SubrequestHandle {
     }
 }
 
+/// PATCH(edge): the request line and headers the subrequest's HTTP/1.1 parser reads. For
+/// an h2 (or custom, e.g. HTTP/3) session upstream used `to_h1_raw()`, whose version is
+/// `HTTP/2` (httparse refuses it: every background subrequest, such as a
+/// stale-while-revalidate refresh, of an h2 client failed with "invalid HTTP version")
+/// and which carries no `Host` (h2 has `:authority` in the URI), so the subrequest lost the
+/// host its route and cache key depend on. Here: the parsed request as HTTP/1.1, with
+/// `Host` from the authority when it has none.
+fn subrequest_h1_header(session: &GenericHttpSession) -> Bytes {
+    if matches!(
+        session,
+        GenericHttpSession::H1(_) | GenericHttpSession::Subrequest(_)
+    ) {
+        return session.to_h1_raw();
+    }
+    let mut request = session.req_header().clone();
+    request.set_version(http::Version::HTTP_11);
+    if !request.headers.contains_key(header::HOST) {
+        if let Some(authority) = request.uri.authority().map(|a| a.as_str().to_owned()) {
+            let _ = request.insert_header(header::HOST, authority);
+        }
+    }
+    crate::protocols::http::v1::client::http_req_header_to_wire(&request)
+        .map(|wire| wire.freeze())
+        .unwrap_or_else(|| session.to_h1_raw())
+}
+
 impl HttpSession {
     /// Create a new http server session for a subrequest.
     /// The created session needs to call [`Self::read_request()`] first before performing
     /// any other operations.
     pub fn new_from_session(session: &GenericHttpSession) -> (Self, SubrequestHandle) {
-        let v1_inner = SessionV1::new(Box::new(DummyIO::new(&session.to_h1_raw())));
+        let v1_inner = SessionV1::new(Box::new(DummyIO::new(&subrequest_h1_header(session))));
         let digest = session.digest().cloned();
         // allow buffering a small number of tasks, otherwise exert backpressure
         const CHANNEL_BUFFER_SIZE: usize = 4;
