@@ -145,14 +145,15 @@ impl HttpServerApp for SharedProxy {
 /// The TCP service plus, when HTTP/3 is on, the QUIC listener started on the same runtime.
 pub struct HttpsFront {
     tcp: Service<TcpFront>,
-    quic: Option<Arc<Http3Service>>,
+    /// One QUIC listener per address of `[listeners.https]` (none without `http3`).
+    quic: Vec<Arc<Http3Service>>,
 }
 
 impl HttpsFront {
-    pub fn new(tcp: Service<TcpFront>, quic: Option<Http3Service>) -> Self {
+    pub fn new(tcp: Service<TcpFront>, quic: Vec<Http3Service>) -> Self {
         Self {
             tcp,
-            quic: quic.map(Arc::new),
+            quic: quic.into_iter().map(Arc::new).collect(),
         }
     }
 }
@@ -167,10 +168,14 @@ impl ServiceTrait for HttpsFront {
     ) {
         // Spawned from inside the service: the QUIC socket and every h3 request task live
         // on this service's runtime, beside the TCP listener and the pool's connections.
-        let quic = self.quic.clone().map(|quic| {
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move { quic.serve(shutdown).await })
-        });
+        let quic: Vec<_> = self
+            .quic
+            .iter()
+            .map(|quic| {
+                let (quic, shutdown) = (quic.clone(), shutdown.clone());
+                tokio::spawn(async move { quic.serve(shutdown).await })
+            })
+            .collect();
         self.tcp
             .start_service(
                 #[cfg(unix)]
@@ -180,7 +185,7 @@ impl ServiceTrait for HttpsFront {
             )
             .await;
         // The TCP side has drained; let HTTP/3 finish its own drain.
-        if let Some(quic) = quic {
+        for quic in quic {
             if let Err(err) = quic.await {
                 tracing::error!(%err, "the HTTP/3 listener task failed");
             }

@@ -243,26 +243,33 @@ pub fn run(config: Option<&Path>, upgrade: bool) -> anyhow::Result<()> {
     let mut tcp = Service::new("edge https".to_string(), front);
     tcp.set_handshake_timeout(config.limits.handshake_timeout);
     tcp.set_connection_admission(Arc::new(TcpAdmission(connections.clone())));
-    let tls = crate::tls::tcp_tls_settings(&config.tls, state.certs.clone(), state.metrics.clone())
-        .map_err(|e| anyhow::anyhow!("TLS settings: {e}"))?;
-    tcp.add_tls_with_settings(&https.address.to_string(), None, tls);
-    let quic = if https.http3 {
+    let addresses: Vec<std::net::SocketAddr> = std::iter::once(https.address)
+        .chain(https.extra_addresses.iter().copied())
+        .collect();
+    for address in &addresses {
+        let tls =
+            crate::tls::tcp_tls_settings(&config.tls, state.certs.clone(), state.metrics.clone())
+                .map_err(|e| anyhow::anyhow!("TLS settings: {e}"))?;
+        tcp.add_tls_with_settings(&address.to_string(), None, tls);
+    }
+    let mut quic = Vec::new();
+    if https.http3 {
         if https.address.port() == 0 {
             bail!("listeners.https.address: HTTP/3 needs a fixed port (TCP and UDP share it)");
         }
-        let h3 = Http3Service::bind(
-            state.clone(),
-            edge_proxy.clone(),
-            connections.clone(),
-            https.address,
-            config.http3.clone(),
-            config.server.grace_period,
-        )
-        .with_context(|| format!("binding UDP {} for HTTP/3", https.address))?;
-        Some(h3)
-    } else {
-        None
-    };
+        for address in &addresses {
+            let h3 = Http3Service::bind(
+                state.clone(),
+                edge_proxy.clone(),
+                connections.clone(),
+                *address,
+                config.http3.clone(),
+                config.server.grace_period,
+            )
+            .with_context(|| format!("binding UDP {address} for HTTP/3"))?;
+            quic.push(h3);
+        }
+    }
     server.add_service(HttpsFront::new(tcp, quic));
 
     if let Some(http) = config.listeners.http.as_ref().filter(|h| h.enabled) {
@@ -283,6 +290,7 @@ pub fn run(config: Option<&Path>, upgrade: bool) -> anyhow::Result<()> {
 
     tracing::info!(
         https = %https.address,
+        extra = ?https.extra_addresses,
         http3 = https.http3,
         admin = %config.admin.address,
         version = env!("CARGO_PKG_VERSION"),

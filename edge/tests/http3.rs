@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use common::{closed_port, jwt_plugin, metric_sum, EchoServer, Edge, EdgeOptions};
 use perf::h3client::H3Connection;
-use testkit::HttpVersion;
+use testkit::{reqwest, HttpVersion};
 
 async fn start(echo: &EchoServer) -> Edge {
     let keys = tempfile::tempdir().expect("dir");
@@ -277,4 +277,39 @@ upstream = "grpc"
         check["body_length"].as_u64().expect("length") >= 5,
         "{check}"
     );
+}
+
+/// Browsers try `localhost` as `::1` first: with `extra_addresses = ["[::1]:<port>"]` (the dev
+/// config) the same port answers there over TCP (h2) and UDP (h3).
+#[tokio::test]
+async fn the_ipv6_loopback_is_served_over_tcp_and_quic_on_the_same_port() {
+    let echo = EchoServer::start().await;
+    let body = format!(
+        "[clusters.echo]\naddresses = [\"{}\"]\n\n[[routes]]\nid = \"all\"\npath_prefix = \"/\"\nupstream = \"echo\"\n",
+        echo.addr
+    );
+    let edge = Edge::start_with(EdgeOptions::new(body).with_http3().with_ipv6_loopback()).await;
+    let v6: SocketAddr = format!("[::1]:{}", edge.https_port).parse().expect("addr");
+    let mut builder = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .resolve("localhost", v6)
+        .http2_prior_knowledge();
+    for ca in reqwest::Certificate::from_pem_bundle(edge.pki.ca_cert_pem.as_bytes()).expect("ca") {
+        builder = builder.add_root_certificate(ca);
+    }
+    let client = builder.build().expect("client");
+    let response = client
+        .get(edge.url("/over-v6"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("h2 to {v6}: {e}\n{}", edge.process.logs()));
+    assert_eq!(response.status(), 200);
+    let echoed: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(echoed["path"], "/over-v6");
+
+    let h3 = H3Connection::connect(v6, "localhost", Some(&edge.pki.ca_path()))
+        .await
+        .unwrap_or_else(|e| panic!("h3 to {v6}: {e:#}\n{}", edge.process.logs()));
+    let response = h3.get("/over-v6", &[]).await.expect("h3 request");
+    assert_eq!(response.status, 200);
 }

@@ -210,6 +210,24 @@ fn validate(config: &EdgeConfig, problems: &Problems<'_>) -> Vec<ConfigProblem> 
         ),
         (root.key("admin").key("address"), config.admin.address),
     ];
+    for (j, extra) in https.extra_addresses.iter().enumerate() {
+        let key = root
+            .key("listeners")
+            .key("https")
+            .key("extra_addresses")
+            .index(j);
+        if extra.port() != https.address.port() {
+            // alt-svc advertises one port, and clients expect TCP and UDP to share it.
+            add(
+                key.clone(),
+                format!(
+                    "{extra} must use the port of listeners.https.address ({})",
+                    https.address.port()
+                ),
+            );
+        }
+        tcp_addresses.push((key, *extra));
+    }
     if let Some(http) = config.listeners.http.as_ref().filter(|h| h.enabled) {
         tcp_addresses.push((
             root.key("listeners").key("http").key("address"),

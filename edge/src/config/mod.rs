@@ -160,6 +160,11 @@ impl Default for ListenersSection {
 pub struct HttpsListener {
     #[serde(default = "defaults::https_address")]
     pub address: SocketAddr,
+    /// More addresses served the same way (TCP and, with `http3`, UDP), on the same port:
+    /// `["[::1]:8443"]` beside `127.0.0.1:8443`, because browsers try `localhost` as `::1`
+    /// first and would otherwise never reach HTTP/3.
+    #[serde(default)]
+    pub extra_addresses: Vec<SocketAddr>,
     /// Serve HTTP/3 on UDP at the same address and advertise it with `alt-svc`.
     #[serde(default = "defaults::yes")]
     pub http3: bool,
@@ -179,6 +184,7 @@ impl Default for HttpsListener {
     fn default() -> Self {
         Self {
             address: defaults::https_address(),
+            extra_addresses: Vec::new(),
             http3: true,
             health_path: defaults::health_path(),
             hsts: defaults::hsts(),

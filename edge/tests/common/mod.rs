@@ -42,6 +42,8 @@ pub struct EdgeOptions {
     pub server_extra: String,
     /// Serve this certificate + key instead of the harness's own leaf.
     pub certificate: Option<(PathBuf, PathBuf)>,
+    /// Listen on `[::1]` as well (same port), as the dev config does.
+    pub ipv6_loopback: bool,
 }
 
 impl EdgeOptions {
@@ -51,7 +53,13 @@ impl EdgeOptions {
             body: body.into(),
             server_extra: String::new(),
             certificate: None,
+            ipv6_loopback: false,
         }
+    }
+
+    pub fn with_ipv6_loopback(mut self) -> Self {
+        self.ipv6_loopback = true;
+        self
     }
 
     pub fn with_http3(mut self) -> Self {
@@ -91,6 +99,7 @@ graceful_shutdown_timeout = "1s"
 
 [listeners.https]
 address = "127.0.0.1:{https}"
+extra_addresses = [{extra}]
 http3 = {http3}
 
 [listeners.http]
@@ -112,6 +121,11 @@ format = "json"
 "#,
         server_extra = options.server_extra,
         https = ports.https,
+        extra = if options.ipv6_loopback {
+            format!("\"[::1]:{}\"", ports.https)
+        } else {
+            String::new()
+        },
         http3 = options.http3,
         http = ports.http,
         admin = ports.admin,
