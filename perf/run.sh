@@ -3,7 +3,7 @@
 # `make bench` runs it; `make bench QUICK=1` (= --quick) is the < 5 minute version.
 #
 #   perf/run.sh [--quick] [--proxies "direct edge nginx haproxy envoy caddy"]
-#               [--scenarios "h1-tls h2-tls handshake open-loop fixed-rate grpc h3 chain idle pg"]
+#               [--scenarios "h1-tls h2-tls cache handshake open-loop fixed-rate grpc h3 chain idle pg"]
 #               [--runs N] [--duration SECONDS] [--no-install] [--no-build] [--no-readme]
 #
 # What it does (perf/README.md has the method): installs missing peers (Debian: nginx, haproxy,
@@ -24,7 +24,7 @@ INSTALL=1
 BUILD=1
 README_UPDATE=""
 PROXIES="direct edge edge-chain nginx haproxy envoy caddy"
-SCENARIOS="h1-tls h2-tls handshake open-loop fixed-rate grpc h3 chain idle pg"
+SCENARIOS="h1-tls h2-tls cache handshake open-loop fixed-rate grpc h3 chain idle pg"
 RUNS=""
 DURATION=""
 while [ $# -gt 0 ]; do
@@ -487,6 +487,7 @@ run_proxy() {
         chain)
           case "$proxy" in edge) label=edge-chain-off ;; edge-chain) label=edge-chain-on ;; *) continue ;; esac ;;
         h3) [[ "$proxy" == edge || "$proxy" == caddy || "$proxy" == envoy ]] || continue ;;
+        cache) [ "$proxy" = edge ] || continue; s=cache-hit ;;
         *) [ "$proxy" = edge-chain ] && continue ;;
       esac
       emit "$s" "$label" 0 skip "" "" "" "" "" "" "" "" "" "" "" "" "${SKIP_WHY:-failed to start}"
@@ -501,6 +502,9 @@ run_proxy() {
   fi
   want h1-tls && scenario_h2load h1-tls "$proxy" --h1 -c16 /bench
   want h2-tls && scenario_h2load h2-tls "$proxy" -c16 -m10 /bench
+  # The micro-cache: the same load as h2-tls, answered from the edge's cache (a route with
+  # `cache`, perf/peers/edge.toml); cache-hit ÷ h2-tls is a HIT's cost against a proxied request.
+  if want cache && [ "$proxy" = edge ]; then scenario_h2load cache-hit edge -c16 -m10 /cached/bench; fi
   want handshake && scenario_handshake "$proxy"
   want open-loop && scenario_open_loop "$proxy"
   # The same 2k req/s from h2load (C, a fraction of k6's CPU, which on the shared CPU 0 cannot

@@ -383,6 +383,14 @@ fn ratios(groups: &[Group]) -> String {
     );
     ratio_line(
         &mut out,
+        "edge cache HIT ÷ proxied h2 request CPU/request",
+        cpu("cache-hit", "edge"),
+        cpu("h2-tls", "edge"),
+        "< 1.0",
+        |r| r < 1.0,
+    );
+    ratio_line(
+        &mut out,
         "JWT + rate-limit chain on ÷ off CPU/request",
         cpu("chain", "edge-chain-on"),
         cpu("chain", "edge-chain-off"),
