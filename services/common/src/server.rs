@@ -273,7 +273,7 @@ pub fn shutdown_signal() -> Result<watch::Receiver<bool>, ServeError> {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
         };
-        tracing::info!(signal = name, "shutting down: draining HTTP and gRPC");
+        tracing::info!(signal = name, "shutting down: draining");
         let _ = tx.send(true);
     });
     Ok(rx)
@@ -327,12 +327,40 @@ pub async fn serve(
         grpc_result?;
         Ok::<(), ServeError>(())
     };
+    drain_within(both, shutdown, grace).await
+}
+
+/// Serves HTTP only (a service without gRPC, e.g. `web`) on `http` until `shutdown` fires,
+/// then drains for at most `grace`.
+pub async fn serve_http(
+    http: TcpListener,
+    router: Router,
+    shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) -> Result<(), ServeError> {
+    let addr = http
+        .local_addr()
+        .map_or_else(|_| "?".to_string(), |a| a.to_string());
+    tracing::info!(http = %addr, "listening");
+    let server = axum::serve(http, router.into_make_service())
+        .with_graceful_shutdown(wait_for_shutdown(shutdown.clone()));
+    let drained = async { server.into_future().await.map_err(ServeError::Http) };
+    drain_within(drained, shutdown, grace).await
+}
+
+/// Runs `servers` (which stop accepting and drain on `shutdown`) to completion, or gives up
+/// `grace` after `shutdown` fired: a stuck request must not keep a stopped process alive.
+async fn drain_within(
+    servers: impl std::future::Future<Output = Result<(), ServeError>>,
+    shutdown: watch::Receiver<bool>,
+    grace: Duration,
+) -> Result<(), ServeError> {
     let deadline = async {
         wait_for_shutdown(shutdown).await;
         tokio::time::sleep(grace).await;
     };
     tokio::select! {
-        result = both => {
+        result = servers => {
             tracing::info!("drained; exiting");
             result
         }
