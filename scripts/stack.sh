@@ -4,7 +4,8 @@ source "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
-SERVICES=(auth records edge)
+# The edge last: its readiness needs every required cluster (web included) healthy.
+SERVICES=(auth records web edge)
 
 database_url() {
   echo "postgres://postgres:$(cat "$SECRETS/pg-password")@127.0.0.1:${PG_PORT}/record_platform"
@@ -14,6 +15,7 @@ ready_url() {
   case "$1" in
     auth) echo "http://127.0.0.1:4001/readyz" ;;
     records) echo "http://127.0.0.1:4002/readyz" ;;
+    web) echo "http://127.0.0.1:4003/readyz" ;;
     edge) echo "http://127.0.0.1:9000/readyz" ;;
   esac
 }
@@ -22,6 +24,7 @@ service_args() {
   case "$1" in
     auth) echo "serve --key-dir $DEV/keys" ;;
     records) echo "serve" ;;
+    web) echo "--listen 127.0.0.1:4003 --assets-dir $ROOT/services/web/assets" ;;
     edge) echo "--config $ROOT/edge/config/dev.toml" ;;
   esac
 }
@@ -95,7 +98,7 @@ up() {
   step "build the workspace (release)" "$LOGS/build.log"
   # Only the shipped binaries: building the whole workspace would unify in the test
   # harness's features (a second TLS stack for its clients) into them.
-  cargo build --release --locked -p edge -p auth -p records -p certs-tool > "$LOGS/build.log" 2>&1
+  cargo build --release --locked -p edge -p auth -p records -p web -p certs-tool > "$LOGS/build.log" 2>&1
 
   make_certs
   step "secrets in .dev/secrets"
@@ -123,11 +126,14 @@ up() {
 
 Record Platform is up ($(( $(date +%s) - started ))s). Logs: .dev/logs/   Stop: make down
 
+  the collectors' web app        https://localhost:8443/     (trust .dev/certs/ca.crt in the browser)
+
   edge HTTPS (h1, h2) + HTTP/3   https://localhost:8443      (TCP and UDP 8443)
   edge plain HTTP                http://localhost:8080       (/healthz, 308 to https)
   edge admin                     http://127.0.0.1:9000       (/metrics /readyz /config /certs)
   auth                           http://127.0.0.1:4001       gRPC 127.0.0.1:50051
   records                        http://127.0.0.1:4002       gRPC 127.0.0.1:50052
+  web (the app's files)          http://127.0.0.1:4003
   PostgreSQL / Redis             127.0.0.1:${PG_PORT} / 127.0.0.1:${REDIS_PORT}
   cache Redis (records search)   127.0.0.1:${REDIS_CACHE_PORT}   (64 MB, allkeys-lru)
   dev CA (trust it in clients)   .dev/certs/ca.crt

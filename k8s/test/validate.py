@@ -587,7 +587,7 @@ def check_network_policies(r: Render) -> None:
         return names
 
     expectations = {
-        "auth": {"edge"}, "records": {"edge"},
+        "auth": {"edge"}, "records": {"edge"}, "web": {"edge"},
         "postgres": {"auth", "records", "migrations", "postgres-backup"},
         "redis": {"edge", "auth", "records"},
         # records' search cache: nobody else may fill (or read) it.
@@ -704,12 +704,12 @@ def check_service_env(r: Render, repo: Path) -> None:
     helpers = {"PGUSER", "PGPASSWORD", "RUST_LOG"}
     for w in r.workloads():
         for role, c in all_containers(pod_spec(w)):
-            if not re.search(r"record-platform/(auth|records)(:|$)", c.get("image", "")):
+            if not re.search(r"record-platform/(auth|records|web)(:|$)", c.get("image", "")):
                 continue
             for e in c.get("env", []) or []:
                 n = e["name"]
                 if n not in known and n not in helpers and not n.startswith("OTEL_"):
-                    problem(r.where(w, f"{role} {c['name']}"), f"env {n} is read by neither auth nor records (services/**/*.rs)")
+                    problem(r.where(w, f"{role} {c['name']}"), f"env {n} is read by none of the services (services/**/*.rs)")
 
 
 def check_annotations(r: Render) -> None:
