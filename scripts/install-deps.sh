@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Installs the system packages the build, the stack and the tests need, skipping what is present.
+# `--tests` adds what only the tests need (scripts/test.sh passes it; `make up` does not).
 # Works as root or through sudo; Debian/Ubuntu only.
 source "$(dirname "$0")/lib.sh"
 
@@ -9,6 +10,10 @@ PACKAGES=(
   curl ca-certificates openssl nghttp2-client procps psmisc iproute2 python3 python3-venv
   util-linux
 )
+if [ "${1:-}" = "--tests" ]; then
+  # The web app's browser tests (edge/tests/browser.rs): headless Chromium and its WebDriver.
+  PACKAGES+=(chromium chromium-driver)
+fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -5,7 +5,7 @@ cd "$ROOT"
 started=$(date +%s)
 
 step "install system packages" "$LOGS/install-deps.log"
-"$ROOT/scripts/install-deps.sh" > "$LOGS/install-deps.log" 2>&1
+"$ROOT/scripts/install-deps.sh" --tests > "$LOGS/install-deps.log" 2>&1
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -34,7 +34,7 @@ fi
 # Cross-crate integration tests spawn sibling binaries (auth, records, edge, certs-tool).
 cargo build --workspace --bins --locked >> "$LOGS/test-build.log" 2>&1
 
-step "install the interop clients (grpcio, aioquic)" "$LOGS/interop-tools.log"
+step "install the interop and browser clients (grpcio, aioquic, selenium)" "$LOGS/interop-tools.log"
 "$ROOT/scripts/interop-tools.sh" > "$LOGS/interop-tools.log" 2>&1
 
 step "cargo test --workspace"

@@ -1,10 +1,11 @@
 //! The platform behind a test edge: real auth and records processes on a test database
-//! and Redis, and an edge config with the dev routes, JWKS from auth and the identity key.
+//! and Redis, and an edge config with the dev routes, JWKS from auth and the identity key;
+//! optionally the web app's service with the dev config's `web` route.
 
 use serde_json::json;
-use testkit::{reqwest, RunningService, ServiceEnv};
+use testkit::{reqwest, ChildProcess, RunningService, ServiceEnv};
 
-use super::{Edge, EdgeOptions};
+use super::{Edge, EdgeOptions, READY_TIMEOUT};
 
 pub struct Platform {
     pub env: ServiceEnv,
@@ -203,4 +204,72 @@ pub fn uuid_like() -> String {
             .map(|d| d.as_nanos())
             .unwrap_or(0)
     )
+}
+
+/// The web app's service (services/web) on a free port, serving the checkout's
+/// `services/web/assets`.
+pub struct WebService {
+    pub port: u16,
+    pub process: ChildProcess,
+}
+
+impl WebService {
+    pub async fn start() -> WebService {
+        let port = testkit::free_tcp_port();
+        let listen = format!("127.0.0.1:{port}");
+        let process = ChildProcess::spawn(
+            "web",
+            &testkit::workspace_bin("web").expect("web built"),
+            &["--listen", &listen],
+            &[("RUST_LOG", "info")],
+        )
+        .expect("spawn web");
+        if let Err(err) = process
+            .wait_for_http_ok(&format!("http://{listen}/readyz"), READY_TIMEOUT)
+            .await
+        {
+            panic!("web not ready: {err:#}");
+        }
+        WebService { port, process }
+    }
+
+    /// Edge config for the app: a `web` cluster on this service and the `web` route exactly
+    /// as `edge/config/dev.toml` has it (security headers, CSP, compression), so the tests
+    /// prove the shipped route.
+    pub fn edge_config(&self) -> String {
+        #[derive(serde::Serialize)]
+        struct Routes<'a> {
+            routes: [&'a toml::Value; 1],
+        }
+        let route = dev_config_route("web");
+        let routes = toml::to_string(&Routes { routes: [&route] }).expect("route as TOML");
+        format!(
+            r#"
+[clusters.web]
+addresses = ["127.0.0.1:{port}"]
+health_check = {{ kind = "http", path = "/healthz", interval = "500ms" }}
+
+{routes}
+"#,
+            port = self.port,
+        )
+    }
+}
+
+/// The route `id` of a shipped edge config (`edge/config/dev.toml`, `k8s/base/edge/edge.toml`).
+pub fn shipped_route(config: &str, id: &str) -> toml::Value {
+    let path = testkit::workspace_root().join(config);
+    let text = std::fs::read_to_string(&path).expect("read the shipped edge config");
+    let config: toml::Value = toml::from_str(&text).expect("the shipped edge config is TOML");
+    config["routes"]
+        .as_array()
+        .expect("routes")
+        .iter()
+        .find(|route| route["id"].as_str() == Some(id))
+        .unwrap_or_else(|| panic!("{}: no route {id}", path.display()))
+        .clone()
+}
+
+pub fn dev_config_route(id: &str) -> toml::Value {
+    shipped_route("edge/config/dev.toml", id)
 }
