@@ -643,10 +643,10 @@ def check_datastores(r: Render) -> None:
         if dep is None:
             problem(r.where(hpa), f"scales Deployment {hpa['spec']['scaleTargetRef']['name']}, which is not in the render")
             continue
-        pool = 16
-        for e in pod_spec(dep)["containers"][0].get("env", []):
-            if e["name"] == "DB_POOL_SIZE":
-                pool = int(e["value"])
+        env = {e["name"]: e.get("value") for e in pod_spec(dep)["containers"][0].get("env", [])}
+        if "DATABASE_URL" not in env:
+            continue  # no PostgreSQL client (web)
+        pool = int(env.get("DB_POOL_SIZE") or 16)
         need += hpa["spec"]["maxReplicas"] * pool
     if int(conf["max_connections"]) < need:
         problem(where, f"max_connections {conf['max_connections']} < HPA maxReplicas x DB_POOL_SIZE + 5 = {need}")
