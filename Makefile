@@ -9,7 +9,7 @@ SHELL := /bin/bash
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-up: ## install what is missing, build (release), make dev certs, start Postgres, Redis, auth, records, edge
+up: ## install what is missing, build (release), make dev certs, start Postgres, Redis, auth, records, web, edge
 	@scripts/stack.sh up
 
 down: ## stop everything `make up` started (by PID files)
