@@ -31,6 +31,15 @@ pub const SHARED_CACHE_REDIS_URL: &str = "redis://127.0.0.1:56380";
 
 /// The workspace root (the directory holding the top-level `Cargo.toml`).
 pub fn workspace_root() -> PathBuf {
+    // At run time first: cargo and nextest set CARGO_MANIFEST_DIR for each test process (the
+    // package under test). The compile-time value is where *testkit* was built, which with a
+    // target directory shared between checkouts (CI's cache) can be another, older checkout.
+    if let Some(dir) = std::env::var_os("CARGO_MANIFEST_DIR") {
+        let dir = PathBuf::from(dir);
+        if let Some(root) = dir.ancestors().find(|d| d.join("Cargo.lock").is_file()) {
+            return root.to_path_buf();
+        }
+    }
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     // crates/testkit -> crates -> root
     manifest
