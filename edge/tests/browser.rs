@@ -10,25 +10,14 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::platform::{dev_config_route, shipped_route, Platform, WebService};
-use common::Edge;
+use common::{tool_python, Edge};
 use testkit::{reqwest, HttpVersion};
 
 /// The whole journey (a dozen page views, ~40 API calls) on a loaded 2-core machine.
 const JOURNEY_TIMEOUT: Duration = Duration::from_secs(300);
-
-fn browser_python() -> PathBuf {
-    let python = testkit::workspace_root().join(".dev/tools/browser/venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} missing: run scripts/interop-tools.sh (make test does)",
-        python.display()
-    );
-    python
-}
 
 /// base64(SHA-256(SubjectPublicKeyInfo)) of a PEM certificate: what Chromium's
 /// `--ignore-certificate-errors-spki-list` takes.
@@ -58,7 +47,7 @@ async fn run_journey(edge: &Edge, web: &WebService, quic: bool) -> serde_json::V
         .tempdir()
         .expect("artifacts dir");
     let script = testkit::workspace_root().join("edge/tests/browser/collector_journey.py");
-    let mut command = tokio::process::Command::new(browser_python());
+    let mut command = tokio::process::Command::new(tool_python("browser"));
     command
         .arg(&script)
         .arg("--base-url")

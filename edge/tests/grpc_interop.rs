@@ -8,17 +8,7 @@
 
 mod common;
 
-use common::{closed_port, jwt_plugin, Edge, GrpcServer};
-
-fn interop_python() -> std::path::PathBuf {
-    let python = testkit::workspace_root().join(".dev/tools/interop/venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} missing: run scripts/interop-tools.sh (make test does)",
-        python.display()
-    );
-    python
-}
+use common::{closed_port, jwt_plugin, tool_python, Edge, GrpcServer};
 
 /// Calls each path once with grpcio; returns (code, details) per path. Async: the
 /// upstream gRPC server runs on this test's runtime and must keep serving meanwhile.
@@ -26,7 +16,7 @@ async fn grpcio_calls(edge: &Edge, paths: &[&str]) -> Vec<(String, String)> {
     let script = testkit::workspace_root().join("edge/tests/interop/grpc_call.py");
     let ca = edge.pki.ca_path();
     let target = format!("127.0.0.1:{}", edge.https_port);
-    let output = tokio::process::Command::new(interop_python())
+    let output = tokio::process::Command::new(tool_python("interop"))
         .arg(&script)
         .arg(&target)
         .arg(&ca)

@@ -628,6 +628,18 @@ pub fn closed_port() -> u16 {
     testkit::free_tcp_port()
 }
 
+/// The Python of `.dev/tools/<venv>/venv` (`interop`: grpcio, aioquic; `browser`: selenium),
+/// which `scripts/interop-tools.sh` installs (make test runs it).
+pub fn tool_python(venv: &str) -> PathBuf {
+    let python = testkit::workspace_root().join(format!(".dev/tools/{venv}/venv/bin/python"));
+    assert!(
+        python.exists(),
+        "{} missing: run scripts/interop-tools.sh (make test does)",
+        python.display()
+    );
+    python
+}
+
 /// Runs `edge/tests/interop/h3_request.py` (aioquic, an HTTP/3 stack independent of quiche)
 /// once against `edge`; `mode` is its `H3_MODE` (`stall`, `reset-after:<s>`). Returns the
 /// JSON it prints.
@@ -640,13 +652,7 @@ pub async fn aioquic(
     headers: &[&str],
 ) -> serde_json::Value {
     let root = testkit::workspace_root();
-    let python = root.join(".dev/tools/interop/venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} missing: run scripts/interop-tools.sh (make test does)",
-        python.display()
-    );
-    let output = tokio::process::Command::new(python)
+    let output = tokio::process::Command::new(tool_python("interop"))
         .arg(root.join("edge/tests/interop/h3_request.py"))
         .args(["127.0.0.1", &edge.https_port.to_string()])
         .arg(edge.pki.ca_path())
