@@ -217,10 +217,18 @@ impl WebService {
     pub async fn start() -> WebService {
         let port = testkit::free_tcp_port();
         let listen = format!("127.0.0.1:{port}");
+        // This checkout's assets, as `make up` passes them (the binary's built-in default
+        // is the checkout it was compiled in).
+        let assets = testkit::workspace_root().join("services/web/assets");
         let process = ChildProcess::spawn(
             "web",
             &testkit::workspace_bin("web").expect("web built"),
-            &["--listen", &listen],
+            &[
+                "--listen",
+                &listen,
+                "--assets-dir",
+                assets.to_str().expect("utf-8 path"),
+            ],
             &[("RUST_LOG", "info")],
         )
         .expect("spawn web");
