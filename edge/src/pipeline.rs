@@ -289,6 +289,9 @@ pub fn cluster_health(snapshot: &Snapshot) -> (bool, serde_json::Value) {
                 "healthyBackends": health.healthy_backends,
                 "ejectedBackends": health.ejected_backends,
                 "backends": health.backends,
+                "requestsInFlight": health.requests_in_flight,
+                "pendingConnections": health.pending_connections,
+                "breakerOpen": health.breaker_open,
             }),
         );
     }

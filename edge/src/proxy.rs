@@ -44,6 +44,8 @@ pub struct RequestCtx {
     in_flight: Option<InFlight>,
     /// This request's place under its cluster's `max_concurrent_requests`.
     cluster_slot: Option<ClusterSlot>,
+    /// Held while this attempt waits for its upstream connection (`max_pending_connections`).
+    pending_slot: Option<ClusterSlot>,
     /// The current backend's outcome went to outlier detection already.
     outcome_recorded: bool,
     /// Backend indices this request already tried (retries go elsewhere).
@@ -312,6 +314,7 @@ impl ProxyHttp for EdgeProxy {
             route_id: None,
             in_flight: None,
             cluster_slot: None,
+            pending_slot: None,
             outcome_recorded: false,
             tried: Vec::new(),
             retries_left: 0,
@@ -523,6 +526,21 @@ impl ProxyHttp for EdgeProxy {
                 }
             }
         }
+        match cluster.reserve_pending() {
+            Some(slot) => ctx.pending_slot = Some(slot),
+            None => {
+                ctx.failure = Some("cluster_busy");
+                self.state
+                    .metrics
+                    .upstream_errors
+                    .with_label_values(&[&*cluster.name, "cluster_pending"])
+                    .inc();
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(503),
+                    "too many requests waiting for a connection to the cluster",
+                );
+            }
+        }
         // The previous attempt's backend is no longer this request's.
         ctx.in_flight = None;
         ctx.outcome_recorded = false;
@@ -555,6 +573,7 @@ impl ProxyHttp for EdgeProxy {
         _digest: Option<&pingora_core::protocols::Digest>,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        ctx.pending_slot = None;
         ctx.upstream_started = Some(Instant::now());
         ctx.upstream_reused = Some(reused);
         if let Some(forward) = &ctx.forward {
@@ -585,6 +604,7 @@ impl ProxyHttp for EdgeProxy {
                 .inc();
         }
         ctx.failure = Some("connect");
+        ctx.pending_slot = None;
         self.record_outcome(ctx, true);
         // Retry elsewhere only when repeating the request is harmless and nothing of a
         // request body has been consumed.

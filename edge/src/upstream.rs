@@ -92,10 +92,13 @@ pub struct Cluster {
     next: AtomicUsize,
     /// Requests holding a [`ClusterSlot`] (`max_concurrent_requests`).
     requests: Arc<AtomicUsize>,
+    /// Requests holding a pending slot (`max_pending_connections`).
+    pending: Arc<AtomicUsize>,
 }
 
 /// One request's place under its cluster's `max_concurrent_requests`, held from the first
-/// attempt to the end of the request (retries included).
+/// attempt to the end of the request (retries included); or, from `reserve_pending`, its
+/// place among the requests waiting for a connection.
 #[derive(Debug)]
 pub struct ClusterSlot {
     requests: Arc<AtomicUsize>,
@@ -114,6 +117,12 @@ pub struct ClusterHealth {
     /// Backends taken out by outlier detection right now (healthy or not).
     pub ejected_backends: usize,
     pub backends: usize,
+    /// Requests in flight now, and waiting for a connection now.
+    pub requests_in_flight: usize,
+    pub pending_connections: usize,
+    /// A limit (`max_concurrent_requests`, `max_pending_connections`) is reached: new
+    /// requests get 503 until it frees up.
+    pub breaker_open: bool,
     /// False until every backend has been checked once (clusters without checks: true).
     pub checked: bool,
     pub required: bool,
@@ -182,6 +191,7 @@ impl Cluster {
             backends,
             next: AtomicUsize::new(0),
             requests: Arc::new(AtomicUsize::new(0)),
+            pending: Arc::new(AtomicUsize::new(0)),
         }))
     }
 
@@ -192,6 +202,17 @@ impl Cluster {
             requests: self.requests.clone(),
         };
         (previous < self.config.max_concurrent_requests).then_some(slot)
+    }
+
+    /// A place among the requests waiting for an upstream connection (held from choosing
+    /// the backend until the connection is ready or failed), or `None` when
+    /// `max_pending_connections` are waiting.
+    pub fn reserve_pending(&self) -> Option<ClusterSlot> {
+        let previous = self.pending.fetch_add(1, Ordering::AcqRel);
+        let slot = ClusterSlot {
+            requests: self.pending.clone(),
+        };
+        (previous < self.config.max_pending_connections).then_some(slot)
     }
 
     /// Requests in flight (holding a slot).
@@ -291,6 +312,11 @@ impl Cluster {
                 .count(),
             healthy_backends: self.backends.iter().filter(|b| b.is_healthy()).count(),
             backends: self.backends.len(),
+            requests_in_flight: self.requests.load(Ordering::Acquire),
+            pending_connections: self.pending.load(Ordering::Acquire),
+            breaker_open: self.requests.load(Ordering::Acquire)
+                >= self.config.max_concurrent_requests
+                || self.pending.load(Ordering::Acquire) >= self.config.max_pending_connections,
             checked: self
                 .backends
                 .iter()
@@ -411,6 +437,24 @@ mod tests {
             }
         );
         toml::from_str(&text).expect("cluster config")
+    }
+
+    #[test]
+    fn pending_slots_stop_at_max_pending_connections_and_open_the_breaker() {
+        let mut cfg = config(&["127.0.0.1:1"], Balance::RoundRobin);
+        cfg.max_pending_connections = 1;
+        let cluster = Cluster::build("c", &cfg).expect("cluster");
+        let waiting = cluster.reserve_pending().expect("first");
+        assert!(
+            cluster.reserve_pending().is_none(),
+            "second is over the cap"
+        );
+        let health = cluster.health();
+        assert_eq!(health.pending_connections, 1);
+        assert!(health.breaker_open);
+        drop(waiting);
+        assert!(!cluster.health().breaker_open);
+        assert!(cluster.reserve_pending().is_some(), "freed on drop");
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Passive outlier ejection against real backends: one that answers 500 to everything and
-//! the echo server.
+//! Circuit breaking against real backends: passive outlier ejection (one that answers 500
+//! to everything, and the echo server) and the pending-connection limit (one that stops
+//! accepting).
 
 mod common;
 
@@ -159,4 +160,114 @@ async fn the_last_backend_is_never_ejected() {
         edge.counter("edge_upstream_ejections_total", &[]).await,
         0.0
     );
+}
+
+/// A backend that stops accepting: its accept queue (backlog 0) is filled by the test, after
+/// which the kernel drops further SYNs and connects to it hang until the edge's
+/// `connect_timeout` (the fault a live server cannot be asked for on demand).
+struct Unaccepting {
+    addr: std::net::SocketAddr,
+    _listener: tokio::net::TcpListener,
+    _queued: Vec<tokio::net::TcpStream>,
+}
+
+impl Unaccepting {
+    async fn start() -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.1:0".parse().expect("addr"))
+            .expect("bind");
+        let listener = socket.listen(0).expect("listen");
+        let addr = listener.local_addr().expect("addr");
+        let mut queued = Vec::new();
+        for _ in 0..8 {
+            match tokio::time::timeout(
+                Duration::from_millis(300),
+                tokio::net::TcpStream::connect(addr),
+            )
+            .await
+            {
+                Ok(Ok(stream)) => queued.push(stream),
+                // The queue is full: this connect hangs, as the edge's will.
+                Err(_) => {
+                    return Self {
+                        addr,
+                        _listener: listener,
+                        _queued: queued,
+                    }
+                }
+                Ok(Err(err)) => panic!("filling the accept queue: {err}"),
+            }
+        }
+        panic!("the accept queue never filled");
+    }
+}
+
+async fn cluster_health(edge: &Edge) -> serde_json::Value {
+    let (status, body) = edge.admin_get("/healthz").await;
+    assert_eq!(status, 200, "{body}");
+    let health: serde_json::Value = serde_json::from_str(&body).expect("json");
+    health["clusters"]["hole"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_waiting_for_connections_are_capped_and_the_rest_get_503_at_once() {
+    let hole = Unaccepting::start().await;
+    let edge = Edge::start(&format!(
+        r#"
+[clusters.hole]
+addresses = ["{}"]
+connect_timeout = "3s"
+max_pending_connections = 2
+
+[[routes]]
+id = "hole"
+path_prefix = "/"
+upstream = "hole"
+"#,
+        hole.addr
+    ))
+    .await;
+    let waiting: Vec<_> = (0..2)
+        .map(|_| {
+            let client = edge.client(HttpVersion::Http1);
+            let url = edge.url("/stuck");
+            tokio::spawn(async move { client.get(url).send().await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while cluster_health(&edge).await["pendingConnections"] != 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{}",
+            edge.process.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(cluster_health(&edge).await["breakerOpen"], true);
+
+    let refused = edge
+        .client(HttpVersion::Http2)
+        .get(edge.url("/more"))
+        .send()
+        .await
+        .expect("refused");
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: serde_json::Value = refused.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "cluster_busy");
+    assert_eq!(
+        edge.counter("edge_upstream_errors_total", &["kind=\"cluster_pending\""])
+            .await,
+        1.0
+    );
+
+    // The waiting ones fail at the connect timeout; the breaker closes behind them.
+    for request in waiting {
+        let status = request.await.expect("join").expect("answer");
+        assert!(status == 502 || status == 504, "{status}");
+    }
+    let health = cluster_health(&edge).await;
+    assert_eq!(health["pendingConnections"], 0, "{health}");
+    assert_eq!(health["breakerOpen"], false, "{health}");
 }

@@ -68,6 +68,11 @@ pub struct ClusterConfig {
     /// `Retry-After` at once instead of queueing.
     #[serde(default = "defaults::max_concurrent_requests")]
     pub max_concurrent_requests: usize,
+    /// Requests waiting for an upstream connection to this cluster (a connect in progress,
+    /// or a pooled connection being handed over) before new ones are answered 503 +
+    /// `Retry-After` at once: a backend that stops accepting cannot pile up every request.
+    #[serde(default = "defaults::max_pending_connections")]
+    pub max_pending_connections: usize,
     /// Passive outlier ejection (`outlier.rs`); `consecutive_failures = 0` turns it off.
     #[serde(default)]
     pub outlier_detection: OutlierConfig,

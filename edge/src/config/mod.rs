@@ -594,6 +594,9 @@ mod defaults {
     pub fn max_concurrent_requests() -> usize {
         1_000
     }
+    pub fn max_pending_connections() -> usize {
+        256
+    }
     pub fn cache_ttl() -> Duration {
         Duration::from_secs(10)
     }
