@@ -23,7 +23,7 @@ QUICK=0
 INSTALL=1
 BUILD=1
 README_UPDATE=""
-PROXIES="direct edge edge-chain nginx haproxy envoy caddy"
+PROXIES="direct edge edge-chain pingora nginx haproxy envoy caddy"
 SCENARIOS="h1-tls h2-tls cache handshake open-loop fixed-rate grpc h3 chain idle pg"
 RUNS=""
 DURATION=""
@@ -225,6 +225,11 @@ start_proxy() {
       "$BIN/edge" check --config "$cfg" >"$LOGS/$name-check.log" 2>&1 \
         || { tail -20 "$LOGS/$name-check.log" >&2; die "edge check rejected $cfg"; }
       taskset -c 1 "$BIN/edge" --config "$cfg" >"$LOGS/$name.log" 2>&1 &
+      PROXY_PID=$! ;;
+    pingora)
+      # The floor: Pingora with only upstream_peer (perf/src/bin/bare-pingora.rs).
+      taskset -c 1 "$BIN/bare-pingora" --listen "$HOST_IP:$PORT" --upstream "$BACKEND" \
+        --cert "$CERTS/tls.crt" --key "$CERTS/tls.key" >"$LOGS/pingora.log" 2>&1 &
       PROXY_PID=$! ;;
     nginx)
       command -v nginx >/dev/null || { SKIP_WHY="nginx not installed"; return 1; }
@@ -488,6 +493,7 @@ run_proxy() {
           case "$proxy" in edge) label=edge-chain-off ;; edge-chain) label=edge-chain-on ;; *) continue ;; esac ;;
         h3) [[ "$proxy" == edge || "$proxy" == caddy || "$proxy" == envoy ]] || continue ;;
         cache) [ "$proxy" = edge ] || continue; s=cache-hit ;;
+        grpc) [[ "$proxy" == pingora || "$proxy" == edge-chain ]] && continue ;;
         *) [ "$proxy" = edge-chain ] && continue ;;
       esac
       emit "$s" "$label" 0 skip "" "" "" "" "" "" "" "" "" "" "" "" "${SKIP_WHY:-failed to start}"
@@ -511,7 +517,8 @@ run_proxy() {
   # always hold 2k/s): 20 h2 connections × 100 req/s each, up to 10 in flight per connection,
   # so a slow response does not delay the next request's start.
   want fixed-rate && scenario_h2load fixed-rate-2k "$proxy" -c20 -m10 --rps=$(( OPEN_LOOP_RATE / 20 )) /bench
-  want grpc && scenario_grpc "$proxy"
+  # bare-pingora forwards to the HTTP/1.1 backend only (no h2c upstream, no routing).
+  if want grpc && [ "$proxy" != pingora ]; then scenario_grpc "$proxy"; fi
   if want h3 && [[ "$proxy" == edge || "$proxy" == caddy || "$proxy" == envoy ]]; then scenario_h3 "$proxy"; fi
   want idle && scenario_idle "$proxy"
   # Last, so chain on (the edge-chain turn) follows right after.
@@ -532,7 +539,7 @@ if [ "$BUILD" = 1 ]; then
   log "building release (cargo build --release -p edge -p perf -p certs-tool --locked)"
   cargo build --release -p edge -p perf -p certs-tool --locked || die "release build failed"
 fi
-for bin in edge certs-tool perf-backend h3load perf-tool perf-chart; do
+for bin in edge bare-pingora certs-tool perf-backend h3load perf-tool perf-chart; do
   [ -x "$BIN/$bin" ] || die "$BIN/$bin is missing (build without --no-build)"
 done
 if pgrep -x rustc >/dev/null 2>&1 || pgrep -x cc1 >/dev/null 2>&1; then

@@ -344,6 +344,14 @@ fn ratios(groups: &[Group]) -> String {
     for scenario in ["h1-tls", "h2-tls"] {
         ratio_line(
             &mut out,
+            &format!("{scenario} CPU/request edge ÷ bare Pingora"),
+            cpu(scenario, "edge"),
+            cpu(scenario, "pingora"),
+            "≤ 1.05",
+            |r| r <= 1.05,
+        );
+        ratio_line(
+            &mut out,
             &format!("{scenario} CPU/request edge ÷ nginx"),
             cpu(scenario, "edge"),
             cpu(scenario, "nginx"),
@@ -407,7 +415,7 @@ fn ratios(groups: &[Group]) -> String {
     );
     for (scenario, proxy) in ["open-loop-2k", "fixed-rate-2k"]
         .iter()
-        .flat_map(|s| ["edge", "nginx", "haproxy", "envoy", "caddy"].map(|p| (*s, p)))
+        .flat_map(|s| ["edge", "pingora", "nginx", "haproxy", "envoy", "caddy"].map(|p| (*s, p)))
     {
         let direct = find(groups, scenario, "direct");
         if let (Some(d), Some(p)) = (direct, find(groups, scenario, proxy)) {
