@@ -353,3 +353,212 @@ async fn stats_count_formats_grades_and_spending() {
         "average over the priced records"
     );
 }
+
+/// A small collection whose search answers are pinned: order, tier and score. The search SQL
+/// and its indexes may change shape for speed; these answers may not.
+const COLLECTION: &[(&str, &str, Option<&str>, Option<&str>)] = &[
+    (
+        "Boards of Canada",
+        "Music Has the Right to Children",
+        Some("Warp"),
+        Some("WARPCD55"),
+    ),
+    (
+        "Boards of Canada",
+        "Geogaddi",
+        Some("Warp"),
+        Some("WARPCD101"),
+    ),
+    (
+        "Aphex Twin",
+        "Selected Ambient Works 85-92",
+        Some("Apollo"),
+        Some("AMB 3922"),
+    ),
+    ("Aphex Twin", "Drukqs", Some("Warp"), Some("WARPCD92")),
+    ("Autechre", "Amber", Some("Warp"), Some("WARPCD25")),
+    (
+        "Autechere Tribute Band",
+        "Covers",
+        Some("Nobody"),
+        Some("NB1"),
+    ),
+    (
+        "Björk",
+        "Homogenic",
+        Some("One Little Indian"),
+        Some("TPLP71"),
+    ),
+    ("Massive Attack", "Mezzanine", Some("Circa"), Some("WBRCD4")),
+    ("Portishead", "Dummy", Some("Go! Beat"), Some("828 522-2")),
+    (
+        "Miles Davis",
+        "Kind of Blue",
+        Some("Columbia"),
+        Some("CL 1355"),
+    ),
+    ("The Warp Collective", "Canada Day", None, None),
+    ("Canadian Brass", "Ragtime", Some("RCA"), None),
+];
+
+async fn collection_owner(h: &Harness, svc: &common::Running) -> User {
+    let owner = User::new();
+    // One by one: creation order breaks score ties (newest first), so it must be fixed.
+    for (artist, name, label, catalog) in COLLECTION {
+        create(
+            svc,
+            &h.key,
+            &owner,
+            json!({"artist":artist,"name":name,"format":"LP","label":label,"catalogNumber":catalog}),
+        )
+        .await;
+    }
+    owner
+}
+
+/// `(artist, name, score rounded to 4 places)` of every hit, best first.
+async fn ranked(
+    svc: &common::Running,
+    h: &Harness,
+    user: &User,
+    q: &str,
+) -> Vec<(String, String, f64)> {
+    let path = format!("/records/search?q={}&limit=100", q.replace(' ', "%20"));
+    let (status, body) = call(svc, &h.key, user, Method::GET, &path, None).await;
+    assert_eq!(status, 200, "{body}");
+    body["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|hit| {
+            (
+                hit["record"]["artist"].as_str().unwrap().to_string(),
+                hit["record"]["name"].as_str().unwrap().to_string(),
+                (hit["score"].as_f64().unwrap() * 10_000.0).round() / 10_000.0,
+            )
+        })
+        .collect()
+}
+
+/// `(artist, name, score)` of one expected hit.
+type Hit = (&'static str, &'static str, f64);
+
+/// Asserts the whole answer (every hit, in order, with its score) of each query.
+async fn assert_answers(
+    svc: &common::Running,
+    h: &Harness,
+    user: &User,
+    answers: &[(&str, &[Hit])],
+) {
+    for (q, expected) in answers {
+        let expected: Vec<(String, String, f64)> = expected
+            .iter()
+            .map(|(artist, name, score)| (artist.to_string(), name.to_string(), *score))
+            .collect();
+        assert_eq!(ranked(svc, h, user, q).await, expected, "q={q}");
+    }
+}
+
+#[tokio::test]
+async fn search_ranking_of_a_fixed_collection_is_pinned() {
+    let h = Harness::new("rec_search_pinned").await;
+    let svc = h.start().await;
+    let owner = collection_owner(&h, &svc).await;
+    let boc = "Boards of Canada";
+    let pinned: &[(&str, &[Hit])] = &[
+        // Exact label match (3) for four records, newest first; then a substring (2).
+        (
+            "warp",
+            &[
+                ("Autechre", "Amber", 3.0),
+                ("Aphex Twin", "Drukqs", 3.0),
+                (boc, "Geogaddi", 3.0),
+                (boc, "Music Has the Right to Children", 3.0),
+                ("The Warp Collective", "Canada Day", 2.0),
+            ],
+        ),
+        // Substrings in name and artist (2), then a fuzzy neighbour (word similarity only).
+        (
+            "canada",
+            &[
+                ("The Warp Collective", "Canada Day", 2.0),
+                (boc, "Geogaddi", 2.0),
+                (boc, "Music Has the Right to Children", 2.0),
+                ("Canadian Brass", "Ragtime", 0.7143),
+            ],
+        ),
+        // The exact artist first; the last hit shares "canada" only (word similarity 0.41).
+        (
+            "boards of canada",
+            &[
+                (boc, "Geogaddi", 3.0),
+                (boc, "Music Has the Right to Children", 3.0),
+                ("The Warp Collective", "Canada Day", 0.4118),
+            ],
+        ),
+        (
+            "aphex twin",
+            &[
+                ("Aphex Twin", "Drukqs", 3.0),
+                ("Aphex Twin", "Selected Ambient Works 85-92", 3.0),
+            ],
+        ),
+        (
+            "amber",
+            &[
+                ("Autechre", "Amber", 3.0),
+                ("Aphex Twin", "Selected Ambient Works 85-92", 0.5),
+            ],
+        ),
+        // A prefix: substring of four records, equal scores, newest first.
+        (
+            "canad",
+            &[
+                ("Canadian Brass", "Ragtime", 1.8333),
+                ("The Warp Collective", "Canada Day", 1.8333),
+                (boc, "Geogaddi", 1.8333),
+                (boc, "Music Has the Right to Children", 1.8333),
+            ],
+        ),
+    ];
+    assert_answers(&svc, &h, &owner, pinned).await;
+}
+
+/// A letter or two missing in each word still finds the record (word similarity against the
+/// record's text, threshold 0.4), ranked below any exact or substring match.
+#[tokio::test]
+async fn misspelled_queries_find_the_record() {
+    let h = Harness::new("rec_search_typos").await;
+    let svc = h.start().await;
+    let owner = collection_owner(&h, &svc).await;
+    let misspelled: &[(&str, &[Hit])] = &[
+        (
+            "bords of canda",
+            &[
+                ("Boards of Canada", "Geogaddi", 0.5556),
+                (
+                    "Boards of Canada",
+                    "Music Has the Right to Children",
+                    0.5556,
+                ),
+            ],
+        ),
+        (
+            "selectd ambint works",
+            &[("Aphex Twin", "Selected Ambient Works 85-92", 0.6296)],
+        ),
+        ("massve attak", &[("Massive Attack", "Mezzanine", 0.5625)]),
+        ("kid of blu", &[("Miles Davis", "Kind of Blue", 0.5714)]),
+        // Short words lose a larger share of their trigrams to one missing letter.
+        (
+            "aphx twn",
+            &[
+                ("Aphex Twin", "Drukqs", 0.4167),
+                ("Aphex Twin", "Selected Ambient Works 85-92", 0.4167),
+            ],
+        ),
+        ("mils davs", &[("Miles Davis", "Kind of Blue", 0.4615)]),
+        ("portshed", &[("Portishead", "Dummy", 0.4444)]),
+    ];
+    assert_answers(&svc, &h, &owner, misspelled).await;
+}
