@@ -25,45 +25,11 @@ ALTER TABLE records.records RENAME TO records_unpartitioned;
 ALTER INDEX records.records_pkey RENAME TO records_unpartitioned_pkey;
 ALTER INDEX records.records_user_created_idx RENAME TO records_unpartitioned_user_created_idx;
 ALTER INDEX records.records_user_search_trgm_idx RENAME TO records_unpartitioned_user_search_trgm_idx;
--- Frees the CHECK constraints' names (records_artist_check, ...) for the new table.
-DO $$
-DECLARE
-    check_name name;
-BEGIN
-    FOR check_name IN
-        SELECT conname FROM pg_catalog.pg_constraint
-        WHERE conrelid = 'records.records_unpartitioned'::regclass AND contype = 'c'
-    LOOP
-        EXECUTE format('ALTER TABLE records.records_unpartitioned RENAME CONSTRAINT %I TO %I',
-                       check_name, 'unpartitioned_' || check_name);
-    END LOOP;
-END
-$$;
 
+-- The same columns, defaults, CHECK constraints (same names) and search_text as V1, plus the
+-- folded fields.
 CREATE TABLE records.records (
-    id                 uuid NOT NULL,
-    user_id            uuid NOT NULL,
-    artist             text NOT NULL CHECK (char_length(artist) BETWEEN 1 AND 500),
-    name               text NOT NULL CHECK (char_length(name) BETWEEN 1 AND 500),
-    format             text NOT NULL CHECK (char_length(format) BETWEEN 1 AND 50),
-    catalog_number     text CHECK (char_length(catalog_number) <= 100),
-    label              text CHECK (char_length(label) <= 200),
-    record_grade       text CHECK (record_grade IN ('M', 'NM', 'VG+', 'VG', 'G+', 'G', 'F', 'P')),
-    sleeve_grade       text CHECK (sleeve_grade IN ('M', 'NM', 'VG+', 'VG', 'G+', 'G', 'F', 'P')),
-    has_insert         boolean NOT NULL DEFAULT false,
-    has_booklet        boolean NOT NULL DEFAULT false,
-    has_obi_strip      boolean NOT NULL DEFAULT false,
-    has_factory_sleeve boolean NOT NULL DEFAULT false,
-    is_promo           boolean NOT NULL DEFAULT false,
-    notes              text CHECK (char_length(notes) <= 5000),
-    purchased_at       date,
-    price_paid         numeric(10, 2) CHECK (price_paid >= 0),
-    created_at         timestamptz NOT NULL DEFAULT clock_timestamp(),
-    updated_at         timestamptz NOT NULL DEFAULT clock_timestamp(),
-    search_text        text GENERATED ALWAYS AS (
-        records.fold(artist || ' ' || name || ' ' || coalesce(label, '') || ' '
-                     || coalesce(catalog_number, ''))
-    ) STORED,
+    LIKE records.records_unpartitioned INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED,
     artist_folded      text GENERATED ALWAYS AS (records.fold(artist)) STORED,
     name_folded        text GENERATED ALWAYS AS (records.fold(name)) STORED,
     label_folded       text GENERATED ALWAYS AS (records.fold(coalesce(label, ''))) STORED,
