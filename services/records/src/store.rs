@@ -28,8 +28,9 @@ const BUMP_VERSION: &str = "INSERT INTO records.cache_versions (user_id, version
 ///
 /// The shape is what makes it fast (perf/README.md, "Records search at 1M rows"):
 /// - `user_id = $1` first, so the planner prunes to the user's partition before planning;
-/// - the folded query and pattern are constants of the plan (the parameters are known when an
-///   unnamed statement is planned), so the index conditions are plain trigram look-ups;
+/// - the folded query and pattern are constants of the plan (each call prepares the statement
+///   and runs it once, so PostgreSQL plans it with the parameters' values), so the index
+///   conditions are plain trigram look-ups;
 /// - the cheap LIKE leads the OR: a row it accepts skips the word-similarity test, which
 ///   PostgreSQL evaluates twice per candidate (index recheck, then the filter it cannot drop
 ///   because `<%` is STABLE);
