@@ -579,9 +579,9 @@ fi
 CPU_MODEL="$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | sed -n 1p)"
 MACHINE="$(nproc) × $CPU_MODEL, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), Linux $(uname -r); \
 edge $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), \
-$(nginx -v 2>&1 | sed 's|nginx version: ||'), $(haproxy -v 2>/dev/null | awk 'NR == 1' | awk '{ print "HAProxy " $3 }'), \
-Caddy $(caddy version 2>/dev/null | awk '{ print $1 }'), Envoy $("$(envoy_bin)" --version 2>/dev/null | sed -n 's/.*version: [0-9a-f]*\/\([0-9.]*\).*/\1/p'), \
-$(h2load --version 2>/dev/null | sed -n 1p), k6 $("$VENV/bin/k6" version 2>/dev/null | awk '{ print $2 }')"
+$( (nginx -v 2>&1 || true) | sed 's|nginx version: ||'), $( (haproxy -v 2>/dev/null || true) | awk 'NR == 1' | awk '{ print "HAProxy " $3 }'), \
+Caddy $( (caddy version 2>/dev/null || true) | awk '{ print $1 }'), Envoy $( ("$(envoy_bin)" --version 2>/dev/null || true) | sed -n 's/.*version: [0-9a-f]*\/\([0-9.]*\).*/\1/p'), \
+$( (h2load --version 2>/dev/null || true) | sed -n 1p), k6 $( ("$VENV/bin/k6" version 2>/dev/null || true) | awk '{ print $2 }')"
 COMMAND="make bench${ORIG_ARGS:+ (perf/run.sh $ORIG_ARGS)}"
 [ "$QUICK" = 1 ] && COMMAND="make bench QUICK=1"
 chart_args=(--csv "$CSV" --out-dir "$RESULTS" --machine "$MACHINE" --command "$COMMAND")
