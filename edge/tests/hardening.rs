@@ -277,7 +277,10 @@ async fn an_h3_stream_reset_ends_the_request_without_waiting_for_the_upstream() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_a_clusters_concurrency_limit_requests_get_503_at_once() {
     let echo = EchoServer::start().await;
-    let edge = Edge::start(&config(&echo, "", "max_concurrent_requests = 1")).await;
+    let edge = Edge::start_with(
+        common::EdgeOptions::new(config(&echo, "", "max_concurrent_requests = 1")).with_http3(),
+    )
+    .await;
     let client = edge.client(HttpVersion::Http2);
     let slow = tokio::spawn({
         let client = client.clone();
@@ -290,6 +293,17 @@ async fn over_a_clusters_concurrency_limit_requests_get_503_at_once() {
     assert_eq!(busy.headers()["retry-after"], "1");
     let body: serde_json::Value = busy.json().await.expect("json");
     assert_eq!(body["error"]["code"], "cluster_busy");
+    // The same limit over h1 and h3 (one proxy path, one slot count).
+    let h1 = edge
+        .client(HttpVersion::Http1)
+        .get(edge.url("/"))
+        .send()
+        .await
+        .expect("h1");
+    assert_eq!(h1.status(), 503);
+    let h3 = edge.h3().await.get("/", &[]).await.expect("h3");
+    assert_eq!(h3.status.as_u16(), 503);
+    assert_eq!(h3.headers["retry-after"], "1");
     assert_eq!(echo.received.load(std::sync::atomic::Ordering::SeqCst), 1);
     assert_eq!(slow.await.expect("join").expect("slow"), 200);
     // The slot is free again.

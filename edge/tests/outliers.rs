@@ -213,8 +213,9 @@ async fn cluster_health(edge: &Edge) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_waiting_for_connections_are_capped_and_the_rest_get_503_at_once() {
     let hole = Unaccepting::start().await;
-    let edge = Edge::start(&format!(
-        r#"
+    let edge = Edge::start_with(
+        common::EdgeOptions::new(format!(
+            r#"
 [clusters.hole]
 addresses = ["{}"]
 connect_timeout = "3s"
@@ -225,8 +226,10 @@ id = "hole"
 path_prefix = "/"
 upstream = "hole"
 "#,
-        hole.addr
-    ))
+            hole.addr
+        ))
+        .with_http3(),
+    )
     .await;
     let waiting: Vec<_> = (0..2)
         .map(|_| {
@@ -256,10 +259,12 @@ upstream = "hole"
     assert_eq!(refused.headers()["retry-after"], "1");
     let body: serde_json::Value = refused.json().await.expect("json");
     assert_eq!(body["error"]["code"], "cluster_busy");
+    let h3 = edge.h3().await.get("/more", &[]).await.expect("h3");
+    assert_eq!(h3.status.as_u16(), 503, "the same breaker for HTTP/3");
     assert_eq!(
         edge.counter("edge_upstream_errors_total", &["kind=\"cluster_pending\""])
             .await,
-        1.0
+        2.0
     );
 
     // The waiting ones fail at the connect timeout; the breaker closes behind them.
