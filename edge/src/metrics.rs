@@ -91,31 +91,20 @@ impl EdgeMetrics {
     pub fn new() -> Arc<Self> {
         let registry = Registry::new();
         let r = &registry;
-        let config_version = IntGauge::new(
+        let config_version = single_gauge(
+            r,
             "edge_config_version",
             "Generation of the config in use (1 at start, +1 per accepted reload)",
-        )
-        .unwrap_or_else(|e| panic!("edge_config_version: {e}"));
-        register(r, Box::new(config_version.clone()), "edge_config_version");
-        let quic_connections = IntCounter::new(
+        );
+        let quic_connections = single_counter(
+            r,
             "edge_quic_connections_total",
             "QUIC connections accepted (handshake completed)",
-        )
-        .unwrap_or_else(|e| panic!("edge_quic_connections_total: {e}"));
-        register(
-            r,
-            Box::new(quic_connections.clone()),
-            "edge_quic_connections_total",
         );
-        let quic_handshake_failures = IntCounter::new(
+        let quic_handshake_failures = single_counter(
+            r,
             "edge_quic_handshake_failures_total",
             "QUIC connections that failed before the handshake completed",
-        )
-        .unwrap_or_else(|e| panic!("edge_quic_handshake_failures_total: {e}"));
-        register(
-            r,
-            Box::new(quic_handshake_failures.clone()),
-            "edge_quic_handshake_failures_total",
         );
         let request_body_bytes = Histogram::with_opts(
             HistogramOpts::new(
@@ -235,16 +224,12 @@ impl EdgeMetrics {
                 "Client connections over a connection cap: shed (answered 503) or refused",
                 &["transport", "reason"],
             ),
-            client_connections_open: {
-                let gauge = IntGauge::new(
-                    "edge_client_connections_open",
-                    "Client connections (TCP from accept, QUIC from the first flight) counted \
-                     against limits.max_connections",
-                )
-                .unwrap_or_else(|e| panic!("edge_client_connections_open definition: {e}"));
-                register(r, Box::new(gauge.clone()), "edge_client_connections_open");
-                gauge
-            },
+            client_connections_open: single_gauge(
+                r,
+                "edge_client_connections_open",
+                "Client connections (TCP from accept, QUIC from the first flight) counted \
+                 against limits.max_connections",
+            ),
             client_timeouts: counter(
                 r,
                 "edge_client_timeouts_total",
