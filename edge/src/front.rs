@@ -21,6 +21,7 @@ use pingora_core::server::ShutdownWatch;
 use pingora_core::services::listening::Service;
 use pingora_core::services::Service as ServiceTrait;
 
+use crate::h3::handoff::QuicHandoff;
 use crate::h3::Http3Service;
 use crate::proxy::EdgeHttpProxy;
 use crate::state::EdgeState;
@@ -147,13 +148,20 @@ pub struct HttpsFront {
     tcp: Service<TcpFront>,
     /// One QUIC listener per address of `[listeners.https]` (none without `http3`).
     quic: Vec<Arc<Http3Service>>,
+    /// Their sockets' part of the graceful upgrade.
+    handoff: Option<Arc<QuicHandoff>>,
 }
 
 impl HttpsFront {
-    pub fn new(tcp: Service<TcpFront>, quic: Vec<Http3Service>) -> Self {
+    pub fn new(
+        tcp: Service<TcpFront>,
+        quic: Vec<Http3Service>,
+        handoff: Option<Arc<QuicHandoff>>,
+    ) -> Self {
         Self {
             tcp,
             quic: quic.into_iter().map(Arc::new).collect(),
+            handoff,
         }
     }
 }
@@ -168,6 +176,9 @@ impl ServiceTrait for HttpsFront {
     ) {
         // Spawned from inside the service: the QUIC socket and every h3 request task live
         // on this service's runtime, beside the TCP listener and the pool's connections.
+        if let Some(handoff) = &self.handoff {
+            tokio::spawn(handoff.clone().run());
+        }
         let quic: Vec<_> = self
             .quic
             .iter()
@@ -201,6 +212,12 @@ impl ServiceTrait for HttpsFront {
     }
 
     fn listen_addresses(&self) -> Option<Vec<String>> {
-        self.tcp.listen_addresses()
+        // The QUIC sockets and handoff pairs are in the fd table too: claimed here, or
+        // Pingora closes them in a successor before the QUIC listeners start.
+        let mut addresses = self.tcp.listen_addresses()?;
+        if let Some(handoff) = &self.handoff {
+            addresses.extend(handoff.keys().iter().cloned());
+        }
+        Some(addresses)
     }
 }

@@ -30,6 +30,7 @@ pub struct EdgeMetrics {
     pub quic_connections: IntCounter,
     pub quic_handshake_failures: IntCounter,
     pub quic_stream_errors: IntCounterVec,
+    pub quic_handoff_packets: IntCounterVec,
     pub request_body_bytes: Histogram,
     pub connections_limited: IntCounterVec,
     pub client_connections_open: IntGauge,
@@ -216,6 +217,13 @@ impl EdgeMetrics {
                 "edge_quic_stream_errors_total",
                 "HTTP/3 streams that ended in error, by kind",
                 &["kind"],
+            ),
+            quic_handoff_packets: counter(
+                r,
+                "edge_quic_handoff_packets_total",
+                "QUIC packets of another edge process's connections (graceful upgrade): \
+                 to_older / to_newer (forwarded), injected (received and served here), dropped",
+                &["route"],
             ),
             request_body_bytes,
             connections_limited: counter(

@@ -19,6 +19,7 @@ use crate::certs::{CertSet, CertStore};
 use crate::config::{load_file, load_str, EdgeConfig, LoadedConfig, LogFormat, EMBEDDED_DEFAULT};
 use crate::connections::{ConnectionGate, TcpAdmission};
 use crate::front::{HttpsFront, SharedProxy, TcpFront};
+use crate::h3::handoff::QuicHandoff;
 use crate::h3::Http3Service;
 use crate::metrics::EdgeMetrics;
 use crate::proxy::EdgeProxy;
@@ -253,24 +254,33 @@ pub fn run(config: Option<&Path>, upgrade: bool) -> anyhow::Result<()> {
         tcp.add_tls_with_settings(&address.to_string(), None, tls);
     }
     let mut quic = Vec::new();
+    let mut handoff = None;
     if https.http3 {
         if https.address.port() == 0 {
             bail!("listeners.https.address: HTTP/3 needs a fixed port (TCP and UDP share it)");
         }
+        // The UDP sockets come through the upgrade handoff like the TCP listeners.
+        let quic_handoff = QuicHandoff::inherit(
+            &server.listen_fds(),
+            &addresses,
+            crate::h3::bind_udp,
+            state.metrics.quic_handoff_packets.clone(),
+        )
+        .with_context(|| format!("binding UDP {addresses:?} for HTTP/3"))?;
         for address in &addresses {
-            let h3 = Http3Service::bind(
+            quic.push(Http3Service::new(
                 state.clone(),
                 edge_proxy.clone(),
                 connections.clone(),
                 *address,
+                quic_handoff.clone(),
                 config.http3.clone(),
                 config.server.grace_period,
-            )
-            .with_context(|| format!("binding UDP {address} for HTTP/3"))?;
-            quic.push(h3);
+            ));
         }
+        handoff = Some(quic_handoff);
     }
-    server.add_service(HttpsFront::new(tcp, quic));
+    server.add_service(HttpsFront::new(tcp, quic, handoff));
 
     if let Some(http) = config.listeners.http.as_ref().filter(|h| h.enabled) {
         let mut redirect = Service::new(

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{EchoServer, Edge};
+use common::{edge_upgrade, EchoServer, Edge};
 use testkit::{ChildProcess, HttpVersion};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -126,29 +126,6 @@ fn pid_in_file(edge: &Edge) -> i32 {
         .trim()
         .parse()
         .expect("pid")
-}
-
-/// Runs `edge upgrade` with `extra` arguments; its output goes to a file, since the successor
-/// it starts inherits (and keeps open) the command's stdout and stderr.
-async fn edge_upgrade(edge: &Edge, extra: &[&str]) -> (bool, String) {
-    let log = edge.dir.path().join("upgrade-command.log");
-    let file = std::fs::File::create(&log).expect("log file");
-    let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_edge"))
-        .args([
-            "--config",
-            edge.config_path.to_str().expect("utf8"),
-            "upgrade",
-        ])
-        .args(extra)
-        .stdout(file.try_clone().expect("clone"))
-        .stderr(file)
-        .status()
-        .await
-        .expect("run edge upgrade");
-    (
-        status.success(),
-        std::fs::read_to_string(&log).expect("read log"),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

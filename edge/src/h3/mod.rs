@@ -7,6 +7,8 @@
 //! upstream pool, retries, failure classifier and request record. Certificates come from
 //! the shared `CertStore` through a BoringSSL select-certificate callback.
 
+pub mod handoff;
+mod handoff_wire;
 pub(crate) mod headers;
 mod session;
 
@@ -27,6 +29,7 @@ use tokio_quiche::http3::settings::Http3Settings;
 use tokio_quiche::metrics::DefaultMetrics;
 use tokio_quiche::quic::ConnectionHook;
 use tokio_quiche::settings::{CertificateKind, Hooks, QuicSettings, TlsCertificatePaths};
+use tokio_quiche::socket::{QuicListener, SocketCapabilities};
 use tokio_quiche::{ConnectionParams, ServerH3Driver};
 
 use crate::certs::CertStore;
@@ -36,6 +39,7 @@ use crate::metrics::{ConnectionGauge, EdgeMetrics};
 use crate::proxy::EdgeHttpProxy;
 use crate::state::EdgeState;
 
+use handoff::QuicHandoff;
 use headers::request_from_h3;
 pub use session::H3Session;
 
@@ -53,36 +57,38 @@ pub struct Http3Service {
     state: Arc<EdgeState>,
     proxy: Arc<EdgeHttpProxy>,
     connections: Arc<ConnectionGate>,
-    socket: std::sync::Mutex<Option<std::net::UdpSocket>>,
+    address: SocketAddr,
+    handoff: Arc<QuicHandoff>,
     settings: Http3Section,
     graceful_timeout: Duration,
 }
 
 impl Http3Service {
-    /// Binds the UDP socket now, so a port problem fails start-up loudly.
-    pub fn bind(
+    /// The listener of `address`, whose socket `handoff` holds (bound or inherited).
+    pub fn new(
         state: Arc<EdgeState>,
         proxy: Arc<EdgeHttpProxy>,
         connections: Arc<ConnectionGate>,
-        addr: SocketAddr,
+        address: SocketAddr,
+        handoff: Arc<QuicHandoff>,
         settings: Http3Section,
         graceful_timeout: Duration,
-    ) -> std::io::Result<Self> {
-        let socket = bind_udp(addr)?;
-        Ok(Self {
+    ) -> Self {
+        Self {
             state,
             proxy,
             connections,
-            socket: std::sync::Mutex::new(Some(socket)),
+            address,
+            handoff,
             settings,
             graceful_timeout,
-        })
+        }
     }
 }
 
-/// SO_REUSEPORT lets a new process (graceful upgrade) bind the port while the old one
-/// drains its QUIC connections.
-fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+/// SO_REUSEPORT only for an upgrade from an edge that did not hand its UDP socket over
+/// (it bound with SO_REUSEPORT); a handoff shares the one socket instead.
+pub fn bind_udp(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
     let domain = socket2::Domain::for_address(addr);
     let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
     socket.set_reuse_port(true)?;
@@ -134,7 +140,7 @@ impl Http3Service {
     /// get `graceful_timeout`). Started by `front::HttpsFront` on the HTTPS service's
     /// runtime.
     pub async fn serve(&self, mut shutdown: ShutdownWatch) {
-        let Some(std_socket) = self.socket.lock().ok().and_then(|mut s| s.take()) else {
+        let Some(std_socket) = self.handoff.take_socket(self.address) else {
             tracing::error!("HTTP/3 service started twice");
             return;
         };
@@ -146,6 +152,12 @@ impl Http3Service {
             }
         };
         let local = socket.local_addr().ok();
+        let mut listener = QuicListener {
+            socket,
+            cid_generator: self.handoff.cid_generator(),
+            capabilities: SocketCapabilities::default(),
+        };
+        listener.apply_max_capabilities();
         let hooks = Hooks {
             connection_hook: Some(Arc::new(QuicCertificates {
                 certs: self.state.certs.clone(),
@@ -162,17 +174,16 @@ impl Http3Service {
             },
             hooks,
         );
-        let mut listeners = match tokio_quiche::listen([socket], params, DefaultMetrics) {
-            Ok(listeners) => listeners,
-            Err(err) => {
-                tracing::error!(%err, "cannot start the QUIC listener");
-                return;
-            }
-        };
-        let Some(mut incoming) = listeners.pop() else {
-            return;
-        };
-        tracing::info!(address = ?local, "HTTP/3 listening (QUIC over UDP)");
+        let steering = self.handoff.steering(self.address);
+        let mut incoming =
+            match tokio_quiche::listen_with_steering(listener, params, DefaultMetrics, steering) {
+                Ok(incoming) => incoming,
+                Err(err) => {
+                    tracing::error!(%err, "cannot start the QUIC listener");
+                    return;
+                }
+            };
+        tracing::info!(address = ?local, generation = self.handoff.generation(), "HTTP/3 listening (QUIC over UDP)");
 
         let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
         let mut connections = tokio::task::JoinSet::new();
@@ -238,11 +249,34 @@ impl Http3Service {
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
         }
-        // Graceful shutdown: GOAWAY on every connection, then let in-flight requests finish.
+        // New connections are the successor's from now on (and nobody's on a plain
+        // shutdown): the listener stops accepting once its stream is gone.
+        self.handoff.start_draining();
+        drop(incoming);
+        let close_margin = (self.graceful_timeout / 4).min(Duration::from_secs(5));
+        let drain_for = if self.handoff.has_successor() {
+            // A graceful upgrade: the successor steers this process's packets here, so
+            // its connections go on serving — new requests included — until they end or
+            // the grace period is nearly over; only then are they asked to go.
+            tracing::info!(
+                open = connections.len(),
+                "HTTP/3: a successor took the socket; this process serves its QUIC connections until they end"
+            );
+            let keep_until =
+                tokio::time::Instant::now() + self.graceful_timeout.saturating_sub(close_margin);
+            let _ = tokio::time::timeout_at(keep_until, async {
+                while connections.join_next().await.is_some() {}
+            })
+            .await;
+            close_margin
+        } else {
+            self.graceful_timeout
+        };
+        // GOAWAY on every connection, then in-flight requests get `drain_for`.
         let _ = drain_tx.send(true);
         let open = connections.len();
         tracing::info!(open, "HTTP/3 draining");
-        let drained = tokio::time::timeout(self.graceful_timeout, async {
+        let drained = tokio::time::timeout(drain_for, async {
             while connections.join_next().await.is_some() {}
         })
         .await;

@@ -44,6 +44,8 @@ pub struct EdgeOptions {
     pub certificate: Option<(PathBuf, PathBuf)>,
     /// Listen on `[::1]` as well (same port), as the dev config does.
     pub ipv6_loopback: bool,
+    /// `[server] grace_period` (how long an old process drains after an upgrade).
+    pub grace_period: &'static str,
 }
 
 impl EdgeOptions {
@@ -54,6 +56,7 @@ impl EdgeOptions {
             server_extra: String::new(),
             certificate: None,
             ipv6_loopback: false,
+            grace_period: "3s",
         }
     }
 
@@ -93,7 +96,7 @@ fn render_config(
 threads = 1
 pid_file = "{dir}/edge.pid"
 upgrade_sock = "{dir}/upgrade.sock"
-grace_period = "3s"
+grace_period = "{grace_period}"
 graceful_shutdown_timeout = "1s"
 {server_extra}
 
@@ -120,6 +123,7 @@ format = "json"
 {body}
 "#,
         server_extra = options.server_extra,
+        grace_period = options.grace_period,
         https = ports.https,
         extra = if options.ipv6_loopback {
             format!("\"[::1]:{}\"", ports.https)
@@ -626,6 +630,29 @@ impl SigningKey {
 /// A TCP port with nothing listening (connections are refused).
 pub fn closed_port() -> u16 {
     testkit::free_tcp_port()
+}
+
+/// Runs `edge upgrade` with `extra` arguments; its output goes to a file, since the successor
+/// it starts inherits (and keeps open) the command's stdout and stderr.
+pub async fn edge_upgrade(edge: &Edge, extra: &[&str]) -> (bool, String) {
+    let log = edge.dir.path().join("upgrade-command.log");
+    let file = std::fs::File::create(&log).expect("log file");
+    let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_edge"))
+        .args([
+            "--config",
+            edge.config_path.to_str().expect("utf8"),
+            "upgrade",
+        ])
+        .args(extra)
+        .stdout(file.try_clone().expect("clone"))
+        .stderr(file)
+        .status()
+        .await
+        .expect("run edge upgrade");
+    (
+        status.success(),
+        std::fs::read_to_string(&log).expect("read log"),
+    )
 }
 
 /// The Python of `.dev/tools/<venv>/venv` (`interop`: grpcio, aioquic; `browser`: selenium),

@@ -180,8 +180,27 @@ where
 
     sockets
         .into_iter()
-        .map(|s| crate::quic::start_listener(s, &params, metrics.clone()))
+        .map(|s| crate::quic::start_listener(s, &params, metrics.clone(), None))
         .collect()
+}
+
+/// PATCH(edge): starts listening on one socket whose packets may belong to another
+/// process too (a graceful upgrade shares the socket between the old and the new
+/// process). Packets of connections this listener does not know are offered to
+/// `steering.foreign` before they are treated as new connections, and packets other
+/// processes forward arrive on `steering.injected`. Capabilities are the caller's to
+/// apply (`QuicListener::apply_max_capabilities`).
+pub fn listen_with_steering<M>(
+    socket: QuicListener, params: ConnectionParams, metrics: M,
+    steering: crate::quic::PacketSteering,
+) -> io::Result<QuicConnectionStream<M>>
+where
+    M: Metrics,
+{
+    if params.settings.capture_quiche_logs {
+        capture_quiche_logs();
+    }
+    crate::quic::start_listener(socket, &params, metrics, Some(steering))
 }
 
 /// Starts listening for inbound QUIC connections on the given `sockets`.

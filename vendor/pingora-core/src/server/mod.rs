@@ -385,8 +385,14 @@ impl Server {
     }
 
     /// Get the configured file descriptors for listening
+    ///
+    /// PATCH(edge): public, so that an application can hand sockets of its own (a QUIC
+    /// listener's UDP socket) through the graceful upgrade beside the TCP listeners: what
+    /// it adds to this table after `bootstrap()` is sent to the successor on `SIGQUIT`,
+    /// and after an upgrade it finds there what the old process added. Its keys must be
+    /// among a service's `listen_addresses()`, or the table is pruned of them.
     #[cfg(unix)]
-    fn listen_fds(&self) -> ListenFds {
+    pub fn listen_fds(&self) -> ListenFds {
         self.bootstrap.lock().get_fds()
     }
 

@@ -128,6 +128,9 @@ pub use self::connection::SimpleConnectionIdGenerator;
 pub use self::dscp::Dscp;
 pub use self::dscp::DscpHandle;
 pub use self::hooks::ConnectionHook;
+// PATCH(edge): packet steering between processes sharing one socket.
+pub use self::router::ForeignPacketSteering;
+pub use self::router::PacketSteering;
 
 /// Alias of [quiche::Connection] used internally by the crate.
 pub type QuicheConnection = quiche::Connection<crate::buf_factory::BufFactory>;
@@ -290,6 +293,7 @@ where
 
 pub(crate) fn start_listener<M>(
     socket: QuicListener, params: &ConnectionParams, metrics: M,
+    steering: Option<router::PacketSteering>,
 ) -> std::io::Result<QuicConnectionStream<M>>
 where
     M: Metrics,
@@ -329,7 +333,7 @@ where
         metrics.clone(),
     );
 
-    let (socket_driver, accept_stream) = InboundPacketRouter::new(
+    let (mut socket_driver, accept_stream) = InboundPacketRouter::new(
         config,
         socket_tx,
         socket_rx,
@@ -337,6 +341,9 @@ where
         acceptor,
         metrics.clone(),
     );
+    if let Some(steering) = steering {
+        socket_driver.set_steering(steering);
+    }
 
     crate::metrics::tokio_task::spawn("quic_udp_listener", metrics, async move {
         match socket_driver.await {

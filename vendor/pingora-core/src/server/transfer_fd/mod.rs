@@ -52,6 +52,16 @@ impl Fds {
         self.map.get(bind)
     }
 
+    /// PATCH(edge): a descriptor of the caller's own for the one stored under `bind` (a
+    /// duplicate: the table keeps its copy, which is what a successor receives).
+    pub fn clone_fd(&self, bind: &str) -> Option<std::io::Result<std::os::fd::OwnedFd>> {
+        let fd = *self.map.get(bind)?;
+        // SAFETY: the table's descriptors stay open while they are in it (they were
+        // received from the old process or added by their owner, who must not close them);
+        // the borrow lasts only for the duplication.
+        Some(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }.try_clone_to_owned())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }

@@ -128,6 +128,30 @@ pub enum ConnectionMapCommand {
     UnmapCid(ConnectionId<'static>),
 }
 
+/// PATCH(edge): packets whose destination connection ID belongs to another process
+/// sharing the socket (a graceful upgrade hands the one UDP socket to the successor,
+/// and both read it while the old process drains).
+///
+/// Consulted for every packet whose DCID is not one of this router's connections,
+/// before it is treated as a new connection. The steering either takes the packet
+/// (forwards it to its owner) and returns `None`, or hands it back to be handled here.
+pub trait ForeignPacketSteering: Send + Sync + 'static {
+    /// Takes `incoming` (returns `None`) or hands it back.
+    fn steer(&self, incoming: Incoming, hdr: &Header<'_>) -> Option<Incoming>;
+}
+
+/// PATCH(edge): what [`crate::listen_with_steering`] adds to a listener.
+pub struct PacketSteering {
+    /// Asked about packets of connections this router does not know.
+    pub foreign: Arc<dyn ForeignPacketSteering>,
+    /// Packets another process forwarded here: routed like packets read from the
+    /// socket, but never steered again (a packet nobody knows must not bounce).
+    pub injected: mpsc::Receiver<Incoming>,
+}
+
+/// Injected packets handled per poll before the socket is read again.
+const INJECTED_PER_POLL: usize = 64;
+
 /// An `InboundPacketRouter` maintains a map of quic connections and routes
 /// [`Incoming`] packets from the [recv half][rh] of a datagram socket to those
 /// connections or some quic initials handler. There is only 1
@@ -164,6 +188,9 @@ where
     conn_map_cmd_buf: Vec<ConnectionMapCommand>,
     accept_sink: mpsc::Sender<io::Result<InitialQuicConnection<Tx, M>>>,
     metrics: M,
+    // PATCH(edge): see `PacketSteering`.
+    steering: Option<Arc<dyn ForeignPacketSteering>>,
+    injected_rx: Option<mpsc::Receiver<Incoming>>,
     #[cfg(target_os = "linux")]
     udp_drop_count: u32,
 
@@ -208,6 +235,8 @@ where
                 conn_map_cmd_rx,
                 conn_map_cmd_buf: Vec::with_capacity(4),
                 accept_sink,
+                steering: None,
+                injected_rx: None,
                 #[cfg(target_os = "linux")]
                 udp_drop_count: 0,
                 #[cfg(target_os = "linux")]
@@ -240,7 +269,38 @@ where
         )
     }
 
-    fn on_incoming(&mut self, mut incoming: Incoming) -> io::Result<()> {
+    /// PATCH(edge): installs a [`PacketSteering`].
+    pub(crate) fn set_steering(&mut self, steering: PacketSteering) {
+        self.steering = Some(steering.foreign);
+        self.injected_rx = Some(steering.injected);
+    }
+
+    /// PATCH(edge): routes the packets other processes forwarded here, a bounded batch
+    /// per call; asks to be polled again when more are waiting.
+    fn poll_injected(&mut self, cx: &mut Context) {
+        let Some(mut injected) = self.injected_rx.take() else {
+            return;
+        };
+        for _ in 0..INJECTED_PER_POLL {
+            match injected.poll_recv(cx) {
+                Poll::Ready(Some(incoming)) => {
+                    let _ = self.on_incoming(incoming, false);
+                },
+                // Every sender is gone: nothing more will be injected.
+                Poll::Ready(None) => return,
+                Poll::Pending => {
+                    self.injected_rx = Some(injected);
+                    return;
+                },
+            }
+        }
+        cx.waker().wake_by_ref();
+        self.injected_rx = Some(injected);
+    }
+
+    fn on_incoming(
+        &mut self, mut incoming: Incoming, may_steer: bool,
+    ) -> io::Result<()> {
         #[cfg(feature = "perf-quic-listener-metrics")]
         let start = std::time::Instant::now();
 
@@ -262,6 +322,15 @@ where
             let _ = ev_sender.try_send(incoming);
             return Ok(());
         }
+
+        // PATCH(edge): a packet of another process's connection goes to its owner.
+        let incoming = match (&self.steering, may_steer) {
+            (Some(steering), true) => match steering.steer(incoming, &hdr) {
+                Some(incoming) => incoming,
+                None => return Ok(()),
+            },
+            _ => incoming,
+        };
 
         #[cfg(feature = "perf-quic-listener-metrics")]
         let _timer = listener_stage_timer::ListenerStageTimer::new(
@@ -675,7 +744,7 @@ where
             gro,
             #[cfg(target_os = "linux")]
             so_mark_data,
-        });
+        }, true);
 
         // Only error handling below - if `on_incoming` was successful,
         // we return here
@@ -813,6 +882,9 @@ where
             // destinations are current. A pending result means all available
             // commands were processed and the next command will wake us.
             let _ = self.poll_conn_map_commands(cx);
+
+            // PATCH(edge): packets other processes forwarded here.
+            self.poll_injected(cx);
 
             // Finally, process up to `PACKET_RX_YIELD_AFTER` packet batches. If
             // no more packets are available, wait to be woken again.
