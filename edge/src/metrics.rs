@@ -31,6 +31,7 @@ pub struct EdgeMetrics {
     pub quic_handshake_failures: IntCounter,
     pub quic_stream_errors: IntCounterVec,
     pub quic_handoff_packets: IntCounterVec,
+    pub quic_path_events: IntCounterVec,
     pub request_body_bytes: Histogram,
     pub connections_limited: IntCounterVec,
     pub client_connections_open: IntGauge,
@@ -217,6 +218,13 @@ impl EdgeMetrics {
                 "edge_quic_stream_errors_total",
                 "HTTP/3 streams that ended in error, by kind",
                 &["kind"],
+            ),
+            quic_path_events: counter(
+                r,
+                "edge_quic_path_events_total",
+                "QUIC path events (connection migration): new, validated, failed_validation, \
+                 closed, reused_connection_id, peer_migrated, other",
+                &["event"],
             ),
             quic_handoff_packets: counter(
                 r,

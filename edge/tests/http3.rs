@@ -5,7 +5,7 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::{closed_port, jwt_plugin, metric_sum, EchoServer, Edge, EdgeOptions};
+use common::{closed_port, jwt_plugin, metric_sum, EchoServer, Edge, EdgeOptions, H3Hold};
 use perf::h3client::H3Connection;
 use testkit::{reqwest, HttpVersion};
 
@@ -312,4 +312,43 @@ async fn the_ipv6_loopback_is_served_over_tcp_and_quic_on_the_same_port() {
         .unwrap_or_else(|e| panic!("h3 to {v6}: {e:#}\n{}", edge.process.logs()));
     let response = h3.get("/over-v6", &[]).await.expect("h3 request");
     assert_eq!(response.status, 200);
+}
+
+/// RFC 9000 §9: a client whose address changes — a NAT rebinding (same connection ID) or
+/// an active migration (a new connection ID) — keeps its connection; aioquic moves to a
+/// new UDP port mid-connection while it sends a request every 50 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_moves_to_a_new_port_keeps_its_connection() {
+    let echo = EchoServer::start().await;
+    let edge = start(&echo).await;
+    let moves: [(&str, &[(&str, &str)]); 2] = [
+        ("NAT rebinding", &[("H3_REBIND_AT", "1")]),
+        (
+            "active migration",
+            &[("H3_REBIND_AT", "1"), ("H3_REBIND_NEW_CID", "1")],
+        ),
+    ];
+    for (what, env) in moves {
+        let hold = H3Hold::start(&edge, "/api/public/moving", 3.0, 0.05, env).await;
+        let report = hold.report().await;
+        assert_eq!(report["failed"], serde_json::json!([]), "{what}: {report}");
+        assert_eq!(
+            report["terminated"],
+            serde_json::Value::Null,
+            "{what}: {report}"
+        );
+        let ports = report["ports"].as_array().cloned().unwrap_or_default();
+        assert!(ports.len() == 2 && ports[0] != ports[1], "{what}: {report}");
+        assert!(
+            report["ok_after_rebind"].as_u64().unwrap_or(0) > 0,
+            "{what}: requests flowed on the new path: {report}"
+        );
+    }
+    let migrated = edge
+        .counter("edge_quic_path_events_total", &["event=\"peer_migrated\""])
+        .await;
+    assert!(
+        migrated >= 2.0,
+        "both moves were seen as migrations: {migrated}"
+    );
 }

@@ -5,13 +5,11 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{edge_upgrade, tool_python, EchoServer, Edge, EdgeOptions};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use common::{edge_upgrade, EchoServer, Edge, EdgeOptions, H3Hold};
 
 /// Requests on one held connection (or on fresh ones) counted while upgrades happen.
 #[derive(Default)]
@@ -109,23 +107,7 @@ async fn quic_connections_survive_two_upgrades_without_a_failed_request() {
         })
     };
     // aioquic, an independent QUIC stack, holds its own connection the same way.
-    let mut aioquic = tokio::process::Command::new(tool_python("interop"))
-        .arg(testkit::workspace_root().join("edge/tests/interop/h3_hold.py"))
-        .args(["127.0.0.1", &edge.https_port.to_string()])
-        .arg(edge.pki.ca_path())
-        .args(["localhost", "/held-aioquic", "15", "0.05"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run h3_hold.py");
-    let mut aioquic_out = BufReader::new(aioquic.stdout.take().expect("stdout")).lines();
-    let first = tokio::time::timeout(Duration::from_secs(20), aioquic_out.next_line()).await;
-    assert!(
-        matches!(&first, Ok(Ok(Some(line))) if line == "connected"),
-        "aioquic did not connect: {first:?}\n{}",
-        edge.process.logs()
-    );
+    let aioquic = H3Hold::start(&edge, "/held-aioquic", 15.0, 0.05, &[]).await;
     testkit::eventually(
         "the held connection answers",
         Duration::from_secs(10),
@@ -141,15 +123,10 @@ async fn quic_connections_survive_two_upgrades_without_a_failed_request() {
     assert_ne!(first_pid, second_pid);
     let after_second = held.ok();
 
-    let aioquic_report = tokio::time::timeout(Duration::from_secs(30), aioquic_out.next_line())
-        .await
-        .expect("aioquic finishes")
-        .expect("read aioquic")
-        .expect("aioquic report");
+    let report = aioquic.report().await;
     stop.store(true, Ordering::Relaxed);
     held_task.await.expect("held task");
     fresh_task.await.expect("fresh task");
-    let report: serde_json::Value = serde_json::from_str(&aioquic_report).expect("aioquic JSON");
     let steered = edge
         .counter("edge_quic_handoff_packets_total", &["route=\"to_older\""])
         .await;

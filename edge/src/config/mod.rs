@@ -380,6 +380,10 @@ pub struct Http3Section {
     /// OPTIONS) are served from early data; others get 425 Too Early.
     #[serde(default)]
     pub enable_0rtt: bool,
+    /// Clients may move the connection to a new address on their own (RFC 9000 §9); a
+    /// NAT rebinding (a new address the client did not choose) is followed either way.
+    #[serde(default = "defaults::yes")]
+    pub active_migration: bool,
 }
 
 impl Default for Http3Section {
@@ -392,6 +396,7 @@ impl Default for Http3Section {
             initial_max_stream_data: defaults::quic_initial_max_stream_data(),
             max_udp_payload: defaults::quic_max_udp_payload(),
             enable_0rtt: false,
+            active_migration: true,
         }
     }
 }

@@ -115,6 +115,28 @@ impl ConnectionHook for QuicCertificates {
             }
         }
     }
+
+    /// Path changes (connection migration, RFC 9000 §9) are counted; quiche validates the
+    /// new path before it sends more than the anti-amplification limit to it.
+    fn on_path_event(
+        &self,
+        _connection: &mut tokio_quiche::quic::QuicheConnection,
+        event: &quiche::PathEvent,
+    ) {
+        let event = match event {
+            quiche::PathEvent::New(..) => "new",
+            quiche::PathEvent::Validated(..) => "validated",
+            quiche::PathEvent::FailedValidation(..) => "failed_validation",
+            quiche::PathEvent::Closed(..) => "closed",
+            quiche::PathEvent::ReusedSourceConnectionId(..) => "reused_connection_id",
+            quiche::PathEvent::PeerMigrated(..) => "peer_migrated",
+            _ => "other",
+        };
+        self.metrics
+            .quic_path_events
+            .with_label_values(&[event])
+            .inc();
+    }
 }
 
 fn quic_settings(config: &Http3Section) -> QuicSettings {
@@ -131,6 +153,7 @@ fn quic_settings(config: &Http3Section) -> QuicSettings {
     settings.max_recv_udp_payload_size = config.max_udp_payload;
     settings.max_send_udp_payload_size = config.max_udp_payload;
     settings.enable_early_data = config.enable_0rtt;
+    settings.disable_active_migration = !config.active_migration;
     settings.enable_dgram = false;
     settings
 }

@@ -655,6 +655,63 @@ pub async fn edge_upgrade(edge: &Edge, extra: &[&str]) -> (bool, String) {
     )
 }
 
+/// `edge/tests/interop/h3_hold.py` (aioquic): one HTTP/3 connection held for `seconds`,
+/// a GET on it every `interval` seconds; `env` sets its `H3_REBIND_*` options.
+pub struct H3Hold {
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    _process: tokio::process::Child,
+}
+
+impl H3Hold {
+    /// Starts it and waits until its connection is up.
+    pub async fn start(
+        edge: &Edge,
+        path: &str,
+        seconds: f64,
+        interval: f64,
+        env: &[(&str, &str)],
+    ) -> H3Hold {
+        use tokio::io::AsyncBufReadExt;
+        let mut process = tokio::process::Command::new(tool_python("interop"))
+            .arg(testkit::workspace_root().join("edge/tests/interop/h3_hold.py"))
+            .args(["127.0.0.1", &edge.https_port.to_string()])
+            .arg(edge.pki.ca_path())
+            .args([
+                "localhost",
+                path,
+                &seconds.to_string(),
+                &interval.to_string(),
+            ])
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("run h3_hold.py");
+        let stdout = process.stdout.take().expect("stdout");
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line()).await;
+        assert!(
+            matches!(&first, Ok(Ok(Some(line))) if line == "connected"),
+            "aioquic did not connect: {first:?}\n{}",
+            edge.process.logs()
+        );
+        H3Hold {
+            lines,
+            _process: process,
+        }
+    }
+
+    /// Its final JSON report (it ends on its own after `seconds`).
+    pub async fn report(mut self) -> serde_json::Value {
+        let line = tokio::time::timeout(Duration::from_secs(60), self.lines.next_line())
+            .await
+            .expect("h3_hold.py finishes")
+            .expect("read h3_hold.py")
+            .expect("h3_hold.py prints its report");
+        serde_json::from_str(&line).expect("h3_hold.py prints JSON")
+    }
+}
+
 /// The Python of `.dev/tools/<venv>/venv` (`interop`: grpcio, aioquic; `browser`: selenium),
 /// which `scripts/interop-tools.sh` installs (make test runs it).
 pub fn tool_python(venv: &str) -> PathBuf {
