@@ -182,7 +182,10 @@ async fn over_the_global_cap_requests_get_503_with_retry_after_on_h1_and_h2() {
     let shed = edge
         .counter("edge_connections_limited_total", &["reason=\"shed\""])
         .await;
-    assert_eq!(shed, 2.0);
+    // Each of the two clients' connections was shed (the 503s above); a client may open
+    // one more when the shed connection closes under its answer (hyper retries a request
+    // it cannot tell was processed), and that connection is shed too.
+    assert!((2.0..=3.0).contains(&shed), "shed connections: {shed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,7 +22,7 @@ import traceback
 import urllib.parse
 
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -149,6 +149,18 @@ class Journey:
     def rows(self):
         return self.driver.find_elements(By.CSS_SELECTOR, "#records-body tr")
 
+    def open_first_row(self):
+        """Clicks the first row's link; a list re-rendered under the click is retried."""
+
+        def attempt():
+            try:
+                self.rows()[0].find_element(By.TAG_NAME, "a").click()
+                return True
+            except (StaleElementReferenceException, IndexError):
+                return False
+
+        self.until("the first record row opens", attempt)
+
     def rows_are(self, count):
         self.until(
             "%d record rows (have %d)" % (count, len(self.rows())),
@@ -255,7 +267,7 @@ class Journey:
         assert ARTIST in self.rows()[0].text, self.rows()[0].text
 
         self.step("edit it: every field came back")
-        self.rows()[0].find_element(By.TAG_NAME, "a").click()
+        self.open_first_row()
         self.view("editor")
         self.until("the record loaded", lambda: self.by_id("f-artist").get_attribute("value") == ARTIST)
         fields = {
@@ -297,8 +309,10 @@ class Journey:
         self.view("records")
         self.by_id("search").send_keys(Keys.CONTROL, "a")
         self.by_id("search").send_keys(ARTIST)
+        # The list shown before the search has one row too: wait for the search's own.
+        self.text_contains("records-summary", "1 match for “%s”" % ARTIST)
         self.rows_are(1)
-        self.rows()[0].find_element(By.TAG_NAME, "a").click()
+        self.open_first_row()
         self.view("editor")
         self.until("the record loaded", lambda: self.by_id("f-artist").get_attribute("value") == ARTIST)
         self.click("record-delete")
