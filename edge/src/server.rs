@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use gateway_plugins::PolicyRuntime;
 use pingora_core::apps::http_app::HttpServer;
 use pingora_core::apps::HttpServerOptions;
+use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
 use pingora_core::protocols::http::v2::server::default_h2_options;
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::Server;
@@ -251,7 +252,11 @@ pub fn run(config: Option<&Path>, upgrade: bool) -> anyhow::Result<()> {
         let tls =
             crate::tls::tcp_tls_settings(&config.tls, state.certs.clone(), state.metrics.clone())
                 .map_err(|e| anyhow::anyhow!("TLS settings: {e}"))?;
-        tcp.add_tls_with_settings(&address.to_string(), None, tls);
+        tcp.add_listener(
+            ListenerConfig::tcp(address.to_string())
+                .tls(tls)
+                .l4_buffer(L4BufferSettings::default().read(https.read_buffer_bytes)),
+        );
     }
     let mut quic = Vec::new();
     let mut handoff = None;

@@ -197,6 +197,15 @@ fn validate(config: &EdgeConfig, problems: &Problems<'_>) -> Vec<ConfigProblem> 
         );
     }
     let https = &config.listeners.https;
+    if !(1024..=1024 * 1024).contains(&https.read_buffer_bytes) {
+        add(
+            root.key("listeners").key("https").key("read_buffer_bytes"),
+            format!(
+                "{} is outside 1024 ..= 1048576 (bytes read from a client socket at a time)",
+                https.read_buffer_bytes
+            ),
+        );
+    }
     if !https.health_path.starts_with('/') {
         add(
             root.key("listeners").key("https").key("health_path"),

@@ -349,3 +349,18 @@ fn cache_problems_name_their_keys() {
     assert_eq!(cache.ttl, std::time::Duration::from_secs(10));
     assert_eq!(loaded.config.cache.max_bytes, 64 * 1024 * 1024);
 }
+
+#[test]
+fn a_read_buffer_out_of_range_names_its_key_and_the_default_is_small() {
+    let loaded = load(GOOD).expect("valid");
+    assert_eq!(loaded.config.listeners.https.read_buffer_bytes, 4096);
+    for bad in [0, 100, 2 * 1024 * 1024] {
+        let text = format!("[listeners.https]\nread_buffer_bytes = {bad}\n{GOOD}");
+        let err = load(&text).expect_err("out of range");
+        assert_eq!(
+            err.problems[0].key, "listeners.https.read_buffer_bytes",
+            "{err}"
+        );
+        assert!(err.to_string().contains(":2:"), "names the line: {err}");
+    }
+}

@@ -178,6 +178,12 @@ pub struct HttpsListener {
     /// hostPort/NAT maps a different public port).
     #[serde(default)]
     pub advertised_port: Option<u16>,
+    /// Bytes read from a client's TCP socket at a time: a buffer per connection, held (and
+    /// resident) while it is open. Pingora's default, 64 KiB, made an idle keep-alive
+    /// connection cost ~100 KiB; reads larger than the buffer bypass it, so a TLS record
+    /// body (up to 16 KiB) still arrives in one read.
+    #[serde(default = "defaults::read_buffer_bytes")]
+    pub read_buffer_bytes: usize,
 }
 
 impl Default for HttpsListener {
@@ -188,6 +194,7 @@ impl Default for HttpsListener {
             http3: true,
             health_path: defaults::health_path(),
             hsts: defaults::hsts(),
+            read_buffer_bytes: defaults::read_buffer_bytes(),
             advertised_port: None,
         }
     }
@@ -592,6 +599,9 @@ mod defaults {
     }
     pub fn max_connections() -> usize {
         20_000
+    }
+    pub fn read_buffer_bytes() -> usize {
+        4 * 1024
     }
     pub fn max_connections_per_ip() -> usize {
         256
