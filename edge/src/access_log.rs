@@ -27,6 +27,8 @@ pub struct AccessRecord<'a> {
     pub answered_by_edge: Option<&'a str>,
     /// `x-cache-status` on a cached route (`HIT`, `MISS`, ...).
     pub cache: Option<&'a str>,
+    /// For a request sent in 0-RTT: `accepted`, `too_early`, `replayed` or `unchecked`.
+    pub early_data: Option<&'a str>,
     pub error: Option<&'a str>,
 }
 
@@ -49,6 +51,7 @@ pub fn emit(record: &AccessRecord<'_>) {
         request_id = record.request_id,
         answered_by = record.answered_by_edge,
         cache = record.cache,
+        early_data = record.early_data,
         error = record.error,
     );
 }

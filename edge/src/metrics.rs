@@ -32,6 +32,7 @@ pub struct EdgeMetrics {
     pub quic_stream_errors: IntCounterVec,
     pub quic_handoff_packets: IntCounterVec,
     pub quic_path_events: IntCounterVec,
+    pub quic_early_data: IntCounterVec,
     pub request_body_bytes: Histogram,
     pub connections_limited: IntCounterVec,
     pub client_connections_open: IntGauge,
@@ -232,6 +233,13 @@ impl EdgeMetrics {
                 "QUIC packets of another edge process's connections (graceful upgrade): \
                  to_older / to_newer (forwarded), injected (received and served here), dropped",
                 &["route"],
+            ),
+            quic_early_data: counter(
+                r,
+                "edge_quic_early_data_total",
+                "Requests sent in 0-RTT early data, by outcome (accepted; too_early, replayed, \
+                 unchecked: answered 425)",
+                &["outcome"],
             ),
             request_body_bytes,
             connections_limited: counter(

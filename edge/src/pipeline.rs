@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use gateway_plugins::decision::Decision;
+use gateway_plugins::early_data::{self, EarlyData, EarlyDataOutcome};
 use gateway_plugins::error_shape::error_response;
 use gateway_plugins::identity::is_identity_header;
 use gateway_plugins::{
@@ -30,8 +31,9 @@ pub struct Downstream {
     pub peer_addr: Option<SocketAddr>,
     pub protocol: Protocol,
     pub tls: Option<TlsInfo>,
-    /// The request came in TLS 1.3 / QUIC early data (0-RTT), which an attacker can replay.
-    pub early_data: bool,
+    /// Whether the request came in QUIC early data (0-RTT), which an attacker can
+    /// replay, and what the listener's replay record said of its connection.
+    pub early_data: EarlyData,
 }
 
 /// A request the edge answers itself.
@@ -42,6 +44,8 @@ pub struct Answer {
     pub route: Option<Arc<Route>>,
     /// Why (for the access log): `no_route`, `policy`, `health`, `headers_too_large`, ...
     pub reason: &'static str,
+    /// Set when the answer is the 0-RTT gate's `425` (`edge_quic_early_data_total`).
+    pub early_data: Option<EarlyDataOutcome>,
 }
 
 /// A request to send upstream.
@@ -56,6 +60,8 @@ pub struct Forward {
     pub request_id: Option<HeaderValue>,
     /// The verified user (`sub`) when the route's JWT check accepted a token.
     pub user: Option<String>,
+    /// The request is served from 0-RTT early data (sent upstream with `Early-Data: 1`).
+    pub early_data: bool,
 }
 
 #[derive(Debug)]
@@ -98,6 +104,7 @@ pub fn overloaded(grpc: bool, message: &str) -> Admission {
         response,
         route: None,
         reason: "overloaded",
+        early_data: None,
     })
 }
 
@@ -117,6 +124,7 @@ pub async fn admit(snapshot: &Snapshot, parts: &Parts, downstream: &Downstream) 
             response,
             route: route.cloned(),
             reason,
+            early_data: None,
         })
     };
 
@@ -131,26 +139,6 @@ pub async fn admit(snapshot: &Snapshot, parts: &Parts, downstream: &Downstream) 
             None,
             "headers_too_large",
         );
-    }
-
-    // 0-RTT data can be replayed: only safe methods may act on it (RFC 8470 section 5.2);
-    // anything else gets 425 and the client retries after the handshake.
-    if downstream.early_data
-        && !matches!(
-            parts.method,
-            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
-        )
-    {
-        let mut response = edge_error(
-            ErrorKind::BadRequest,
-            "too_early",
-            "retry after the handshake completes",
-            grpc,
-        );
-        if !grpc {
-            response.status = StatusCode::TOO_EARLY;
-        }
-        return answer(response, None, "too_early");
     }
 
     let path = parts.uri.path();
@@ -169,6 +157,14 @@ pub async fn admit(snapshot: &Snapshot, parts: &Parts, downstream: &Downstream) 
             "no_route",
         );
     };
+
+    // 0-RTT data can be replayed: only a route that opted in serves it, only for safe
+    // methods, only once per ClientHello; anything else gets 425 and the client retries
+    // after the handshake (RFC 8470 section 5.2).
+    let early_outcome = early_data::decide(downstream.early_data, route.early_data, &parts.method);
+    if let Some(refused) = early_outcome.filter(|o| *o != EarlyDataOutcome::Accepted) {
+        return Admission::Answer(too_early(refused, route, grpc));
+    }
 
     if let Some(length) = content_length(&parts.headers) {
         if length > route.max_body_bytes {
@@ -227,15 +223,45 @@ pub async fn admit(snapshot: &Snapshot, parts: &Parts, downstream: &Downstream) 
             }
             answer(response, Some(route), "policy")
         }
-        Decision::Continue => Admission::Forward(Forward {
-            route: route.clone(),
-            grpc,
-            client_ip,
-            upstream_edits: outcome.upstream_edits,
-            response_headers: outcome.response_headers,
-            request_id,
-            user: outcome.identity.map(|identity| identity.sub),
-        }),
+        Decision::Continue => {
+            let served_early = early_outcome == Some(EarlyDataOutcome::Accepted);
+            let mut upstream_edits = outcome.upstream_edits;
+            early_data::add_upstream_edits(&mut upstream_edits, served_early);
+            Admission::Forward(Forward {
+                route: route.clone(),
+                grpc,
+                client_ip,
+                upstream_edits,
+                response_headers: outcome.response_headers,
+                request_id,
+                user: outcome.identity.map(|identity| identity.sub),
+                early_data: served_early,
+            })
+        }
+    }
+}
+
+/// The `425 Too Early` (gRPC `UNAVAILABLE`, which clients retry) of a refused early request.
+fn too_early(outcome: EarlyDataOutcome, route: &Arc<Route>, grpc: bool) -> Answer {
+    let (reason, message) = match outcome {
+        EarlyDataOutcome::Replayed => (
+            "early_data_replayed",
+            "this connection's 0-RTT data was seen before; retry after the handshake completes",
+        ),
+        EarlyDataOutcome::Unchecked => (
+            "early_data_unchecked",
+            "0-RTT data cannot be checked for replay now; retry after the handshake completes",
+        ),
+        EarlyDataOutcome::TooEarly | EarlyDataOutcome::Accepted => (
+            "too_early",
+            "this request may not be sent in 0-RTT data; retry after the handshake completes",
+        ),
+    };
+    Answer {
+        response: edge_error(ErrorKind::TooEarly, "too_early", message, grpc),
+        route: Some(route.clone()),
+        reason,
+        early_data: Some(outcome),
     }
 }
 

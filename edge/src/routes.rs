@@ -60,6 +60,8 @@ pub struct Route {
     pub compression: Option<crate::config::CompressionConfig>,
     /// The micro-cache policy, when the route turns it on.
     pub cache: Option<crate::config::RouteCacheConfig>,
+    /// Safe requests in 0-RTT early data may be served (`routes[].early_data`).
+    pub early_data: bool,
 }
 
 impl std::fmt::Debug for Route {
@@ -201,6 +203,7 @@ mod tests {
             response_headers: Vec::new(),
             compression: None,
             cache: None,
+            early_data: false,
         })
     }
 

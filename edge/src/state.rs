@@ -108,6 +108,7 @@ impl Snapshot {
                     .collect(),
                 compression: route.compression.clone().filter(|c| c.enabled),
                 cache: route.cache.clone().filter(|c| c.enabled),
+                early_data: route.early_data,
             }));
         }
         if !problems.is_empty() {

@@ -177,6 +177,8 @@ pub fn quic_ssl_context(
     let store = certs.clone();
     let failures = metrics.clone();
     builder.set_select_certificate_callback(move |mut hello| {
+        // The one callback that sees every ClientHello: the 0-RTT replay check keys on it.
+        crate::h3::early_data::check_client_hello(&hello);
         let sni = hello.servername(NameType::HOST_NAME).map(str::to_owned);
         let set = store.current();
         let cert = set.select(sni.as_deref());

@@ -42,6 +42,10 @@ pub enum ErrorKind {
     HeadersTooLarge,
     /// 400 / INVALID_ARGUMENT.
     BadRequest,
+    /// 425 / UNAVAILABLE: sent in 0-RTT early data where that is not allowed; the client
+    /// retries after the handshake (RFC 8470 section 5.2). UNAVAILABLE is the gRPC code
+    /// clients retry.
+    TooEarly,
     /// 502 / UNAVAILABLE: the upstream failed or answered garbage.
     BadGateway,
     /// 503 / UNAVAILABLE: no healthy upstream, or a dependency (Redis) is down in fail-closed mode.
@@ -64,6 +68,7 @@ impl ErrorKind {
             ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::TooEarly => StatusCode::TOO_EARLY,
             ErrorKind::BadGateway => StatusCode::BAD_GATEWAY,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
@@ -81,7 +86,9 @@ impl ErrorKind {
                 GrpcCode::ResourceExhausted
             }
             ErrorKind::BadRequest => GrpcCode::InvalidArgument,
-            ErrorKind::BadGateway | ErrorKind::Unavailable => GrpcCode::Unavailable,
+            ErrorKind::BadGateway | ErrorKind::Unavailable | ErrorKind::TooEarly => {
+                GrpcCode::Unavailable
+            }
             ErrorKind::GatewayTimeout | ErrorKind::RequestTimeout => GrpcCode::DeadlineExceeded,
             ErrorKind::Internal => GrpcCode::Internal,
         }
@@ -97,6 +104,7 @@ impl ErrorKind {
             ErrorKind::PayloadTooLarge => "payload_too_large",
             ErrorKind::HeadersTooLarge => "headers_too_large",
             ErrorKind::BadRequest => "bad_request",
+            ErrorKind::TooEarly => "too_early",
             ErrorKind::BadGateway => "bad_gateway",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::GatewayTimeout => "gateway_timeout",

@@ -38,6 +38,7 @@ mod clock;
 pub mod config;
 pub mod cors;
 pub mod decision;
+pub mod early_data;
 mod error;
 pub mod error_shape;
 #[doc(hidden)]
@@ -65,6 +66,7 @@ pub use chain::Chain;
 pub use client_ip::ClientIpResolver;
 pub use config::{redact_url, PluginsConfig, RoutePolicy};
 pub use decision::{ChainOutcome, HeaderEdits, PolicyResponse};
+pub use early_data::{EarlyData, EarlyDataOutcome};
 pub use error::RuntimeError;
 pub use error_shape::{ErrorKind, GrpcCode};
 pub use identity::Identity;

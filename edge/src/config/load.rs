@@ -336,6 +336,14 @@ fn validate(config: &EdgeConfig, problems: &Problems<'_>) -> Vec<ConfigProblem> 
         );
     }
 
+    if config.http3.enable_0rtt && config.http3.early_data_replay_entries == 0 {
+        add(
+            root.key("http3").key("early_data_replay_entries"),
+            "must be at least 1 with enable_0rtt (an empty replay record refuses all early data)"
+                .into(),
+        );
+    }
+
     for (name, cluster) in &config.clusters {
         let key = root.key("clusters").key(name);
         if cluster.addresses.is_empty() {
@@ -540,6 +548,14 @@ fn validate_route(
         add(
             key.key("max_request_body_bytes"),
             "must be at least 1".into(),
+        );
+    }
+    if route.early_data && !(config.http3.enable_0rtt && config.listeners.https.http3) {
+        add(
+            key.key("early_data"),
+            "needs http3.enable_0rtt = true on an HTTP/3 listener (listeners.https.http3): \
+             without it no request arrives in 0-RTT, so this route would never see early data"
+                .into(),
         );
     }
     if let Some(cache) = route.cache.as_ref().filter(|c| c.enabled) {

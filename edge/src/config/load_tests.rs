@@ -364,3 +364,33 @@ fn a_read_buffer_out_of_range_names_its_key_and_the_default_is_small() {
         assert!(err.to_string().contains(":2:"), "names the line: {err}");
     }
 }
+
+#[test]
+fn a_route_taking_early_data_needs_the_listener_to_accept_0rtt() {
+    let route = format!("{GOOD}early_data = true\n");
+    let err = load(&route).expect_err("0-RTT is off by default");
+    let message = err.to_string();
+    assert!(
+        message.starts_with("edge.toml:10: routes[0].early_data: needs http3.enable_0rtt = true"),
+        "{message}"
+    );
+
+    let off_listener =
+        format!("[listeners.https]\nhttp3 = false\n[http3]\nenable_0rtt = true\n{route}");
+    let err = load(&off_listener).expect_err("no HTTP/3 listener");
+    assert_eq!(err.problems[0].key, "routes[0].early_data", "{err}");
+
+    let on = format!("[http3]\nenable_0rtt = true\n{route}");
+    let loaded = load(&on).expect("0-RTT on, route opted in");
+    assert!(loaded.config.routes[0].early_data);
+    assert!(!load(GOOD).expect("valid").config.routes[0].early_data);
+
+    let empty_record =
+        format!("[http3]\nenable_0rtt = true\nearly_data_replay_entries = 0\n{GOOD}");
+    let err = load(&empty_record).expect_err("an empty replay record");
+    assert_eq!(
+        err.problems[0].key, "http3.early_data_replay_entries",
+        "{err}"
+    );
+    assert_eq!(err.problems[0].line, Some(3), "{err}");
+}

@@ -383,14 +383,19 @@ pub struct Http3Section {
     /// Largest UDP payload sent and accepted.
     #[serde(default = "defaults::quic_max_udp_payload")]
     pub max_udp_payload: usize,
-    /// 0-RTT replays are possible, so when enabled only safe methods (GET, HEAD,
-    /// OPTIONS) are served from early data; others get 425 Too Early.
+    /// The listener accepts 0-RTT early data. Early requests are served only on routes
+    /// with `early_data = true`, only for safe methods (GET, HEAD, OPTIONS), and only
+    /// once per ClientHello; every other early request gets 425 Too Early.
     #[serde(default)]
     pub enable_0rtt: bool,
     /// Clients may move the connection to a new address on their own (RFC 9000 §9); a
     /// NAT rebinding (a new address the client did not choose) is followed either way.
     #[serde(default = "defaults::yes")]
     pub active_migration: bool,
+    /// ClientHellos the 0-RTT replay record holds (each for `REPLAY_WINDOW`, 130 s). When
+    /// it is full, early data is refused (425) until entries age out: fail closed.
+    #[serde(default = "defaults::early_data_replay_entries")]
+    pub early_data_replay_entries: usize,
 }
 
 impl Default for Http3Section {
@@ -404,6 +409,7 @@ impl Default for Http3Section {
             max_udp_payload: defaults::quic_max_udp_payload(),
             enable_0rtt: false,
             active_migration: true,
+            early_data_replay_entries: defaults::early_data_replay_entries(),
         }
     }
 }
@@ -672,6 +678,10 @@ mod defaults {
     }
     pub fn quic_max_udp_payload() -> usize {
         1350
+    }
+    /// About 10 MiB of record at most; room for ~500 early-data connections a second.
+    pub fn early_data_replay_entries() -> usize {
+        65_536
     }
     pub fn upstream_protocol() -> UpstreamProtocol {
         UpstreamProtocol::H1

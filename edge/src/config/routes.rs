@@ -57,6 +57,11 @@ pub struct RouteConfig {
     /// The micro-cache for this route's GET responses; off when absent.
     #[serde(default)]
     pub cache: Option<RouteCacheConfig>,
+    /// Serve GET, HEAD and OPTIONS requests that arrive in 0-RTT early data (forwarded
+    /// with `Early-Data: 1`); needs `http3.enable_0rtt`. Off: every early request to the
+    /// route gets 425 Too Early and the client retries after the handshake.
+    #[serde(default)]
+    pub early_data: bool,
 }
 
 /// `routes[].cache`: which responses of the route the edge keeps and for how long.

@@ -78,6 +78,7 @@ fn table(specs: &[RouteSpec]) -> RouteTable {
                 response_headers: Vec::new(),
                 compression: None,
                 cache: None,
+                early_data: false,
             })
         })
         .collect();

@@ -7,6 +7,7 @@
 //! upstream pool, retries, failure classifier and request record. Certificates come from
 //! the shared `CertStore` through a BoringSSL select-certificate callback.
 
+pub(crate) mod early_data;
 pub mod handoff;
 mod handoff_wire;
 pub(crate) mod headers;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use gateway_plugins::TlsInfo;
+use gateway_plugins::{EarlyData, TlsInfo};
 use pingora_core::apps::HttpServerApp;
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::server::ShutdownWatch;
@@ -39,6 +40,7 @@ use crate::metrics::{ConnectionGauge, EdgeMetrics};
 use crate::proxy::EdgeHttpProxy;
 use crate::state::EdgeState;
 
+use early_data::{ConnectionEarlyData, ReplayRecord};
 use handoff::QuicHandoff;
 use headers::request_from_h3;
 pub use session::H3Session;
@@ -48,8 +50,9 @@ pub use session::H3Session;
 #[derive(Debug, Clone)]
 pub struct H3RequestInfo {
     pub tls: TlsInfo,
-    /// The request arrived in 0-RTT early data (RFC 8470: it may be a replay).
-    pub early_data: bool,
+    /// Whether the request arrived in 0-RTT early data (RFC 8470: it may be a replay), and
+    /// what the replay record said of its connection.
+    pub early_data: EarlyData,
 }
 
 /// The QUIC listener; started and stopped with the TCP listener by `front::HttpsFront`.
@@ -221,6 +224,7 @@ impl Http3Service {
                 * 2,
         );
         h3_settings.post_accept_timeout = Some(self.settings.handshake_timeout);
+        let replay_record = Arc::new(ReplayRecord::new(self.settings.early_data_replay_entries));
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,
@@ -247,7 +251,10 @@ impl Http3Service {
                                 sni,
                                 alpn: Some("h3".into()),
                             },
-                            early_data_enabled: self.settings.enable_0rtt,
+                            early_data: ConnectionEarlyData::attach(
+                                initial.ssl_mut(),
+                                replay_record.clone(),
+                            ),
                         };
                         let (driver, controller) = ServerH3Driver::new(h3_settings.clone());
                         initial.start(driver);
@@ -315,7 +322,7 @@ struct Connection {
     peer: SocketAddr,
     local: SocketAddr,
     tls: TlsInfo,
-    early_data_enabled: bool,
+    early_data: ConnectionEarlyData,
 }
 
 async fn serve_connection(
@@ -365,7 +372,7 @@ async fn serve_connection(
             event = events.recv() => match event {
                 None => break,
                 Some(ServerH3Event::Headers { incoming_headers, is_in_early_data, .. }) => {
-                    let early = *is_in_early_data && connection.early_data_enabled;
+                    let early = connection.early_data.classify(*is_in_early_data);
                     let (reset_tx, reset_rx) = oneshot::channel();
                     resets.insert(incoming_headers.stream_id, reset_tx);
                     requests.spawn(serve_request(
@@ -403,7 +410,7 @@ async fn serve_request(
     proxy: Arc<EdgeHttpProxy>,
     incoming: IncomingH3Headers,
     connection: Arc<Connection>,
-    early_data: bool,
+    early_data: EarlyData,
     reset: oneshot::Receiver<()>,
     shutdown: ShutdownWatch,
 ) -> u64 {

@@ -1,7 +1,7 @@
 //! The client side of the proxy: what the transport knows about the client, and writing
 //! the edge's own answers (with the unread request body drained first).
 
-use gateway_plugins::{PolicyResponse, Protocol, TlsInfo};
+use gateway_plugins::{EarlyData, PolicyResponse, Protocol, TlsInfo};
 use http::{HeaderMap, HeaderValue};
 use pingora_core::protocols::http::HttpTask;
 use pingora_error::Result;
@@ -22,7 +22,7 @@ pub(super) fn downstream_of(session: &Session) -> Downstream {
             peer_addr,
             protocol: Protocol::Http3,
             tls: info.map(|i| i.tls.clone()),
-            early_data: info.is_some_and(|i| i.early_data),
+            early_data: info.map_or(EarlyData::No, |i| i.early_data),
         };
     }
     let info = crate::tls::conn_info(session.digest());
@@ -38,7 +38,7 @@ pub(super) fn downstream_of(session: &Session) -> Downstream {
             sni: info.sni.clone(),
             alpn: info.alpn.clone(),
         }),
-        early_data: false,
+        early_data: EarlyData::No,
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use gateway_plugins::{ErrorKind, Protocol};
+use gateway_plugins::{EarlyDataOutcome, ErrorKind, Protocol};
 use pingora_cache::key::{CacheKey, HashBinary};
 use pingora_cache::{CacheMeta, RespCacheable};
 use pingora_core::modules::http::compression::ResponseCompressionBuilder;
@@ -65,6 +65,8 @@ pub struct RequestCtx {
     cache: Option<crate::cache::Decision>,
     /// The `x-cache-status` sent (metrics and the access log).
     cache_status: Option<&'static str>,
+    /// What the 0-RTT gate decided, for a request sent in early data.
+    early_data: Option<EarlyDataOutcome>,
 }
 
 pub struct EdgeProxy {
@@ -141,6 +143,7 @@ impl ProxyHttp for EdgeProxy {
             span: None,
             cache: None,
             cache_status: None,
+            early_data: None,
         }
     }
 
@@ -196,6 +199,17 @@ impl ProxyHttp for EdgeProxy {
         } else {
             pipeline::admit(&snapshot, session.req_header(), &downstream).await
         };
+        ctx.early_data = match &admission {
+            Admission::Answer(answer) => answer.early_data,
+            Admission::Forward(forward) => forward.early_data.then_some(EarlyDataOutcome::Accepted),
+        };
+        if let Some(outcome) = ctx.early_data {
+            self.state
+                .metrics
+                .quic_early_data
+                .with_label_values(&[outcome.as_str()])
+                .inc();
+        }
         let result = match admission {
             Admission::Answer(answer) => {
                 ctx.answered = Some(answer.reason);
@@ -671,6 +685,7 @@ impl ProxyHttp for EdgeProxy {
                     .and_then(|v| v.to_str().ok()),
                 answered_by_edge: ctx.answered,
                 cache: ctx.cache_status,
+                early_data: ctx.early_data.map(EarlyDataOutcome::as_str),
                 error: ctx.failure.or_else(|| e.map(|e| e.etype().as_str())),
             });
         }
