@@ -1,7 +1,7 @@
 //! The one request pipeline every downstream protocol goes through.
 //!
-//! `EdgeProxy::request_filter` (h1, h2 and h3 alike) calls [`admit`]: limits, 0-RTT
-//! safety, the edge's own health endpoint, routing, the route's policy chain. What comes
+//! `EdgeProxy::request_filter` (h1, h2 and h3 alike) calls [`admit`]: limits, the edge's
+//! own health endpoint, routing, the route's 0-RTT gate, the route's policy chain. What comes
 //! back is either a response to write or a [`Forward`] that `upstream_request_filter`
 //! turns into the upstream request with [`prepare_upstream_request`];
 //! [`decorate_response`] adds what every response gets.
