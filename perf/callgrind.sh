@@ -4,10 +4,10 @@
 # optimizing). Needs a release build (perf/run.sh makes one) and valgrind + h2load.
 #
 # usage: perf/callgrind.sh [--proxies "edge pingora"] [--scenarios "h1 h2"] [--requests N]
-#                          [--top K] [--out DIR]
+#                          [--top K] [--out DIR] [--bin DIR]
 #
-# For each proxy and scenario: start it under callgrind with collection off, warm up (TLS
-# handshakes, the upstream pool), switch collection on, send N requests with h2load over 4
+# For each proxy and scenario: start it under callgrind, uninstrumented, warm up (TLS
+# handshakes, the upstream pool), switch instrumentation on, send N requests with h2load over 4
 # connections (h2: 10 streams each), dump, and print total instructions / N plus the K
 # functions with the most self cost. Raw profiles stay in DIR (.dev/perf/callgrind) for
 # `callgrind_annotate` / kcachegrind.
@@ -36,6 +36,7 @@ while [ $# -gt 0 ]; do
     --requests) REQUESTS="$2"; shift 2 ;;
     --top) TOP="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
+    --bin) BIN="$2"; shift 2 ;;
     -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "callgrind.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -102,7 +103,7 @@ for proxy in $PROXIES; do
              --cert "$CERTS/tls.crt" --key "$CERTS/tls.key") ;;
       *) die "unknown proxy $proxy (edge, pingora)" ;;
     esac
-    valgrind --tool=callgrind --collect-atstart=no --callgrind-out-file="$profile" \
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$profile" \
       "${cmd[@]}" >"$OUT/$proxy-$scenario.log" 2>&1 &
     pid=$!
     PIDS+=("$pid")
@@ -113,8 +114,9 @@ for proxy in $PROXIES; do
     callgrind_control --instr=off "$pid" >/dev/null
     callgrind_control --dump="$proxy-$scenario" "$pid" >/dev/null
     kill "$pid"; wait "$pid" 2>/dev/null || true
-    dump="$(ls -t "$profile"* | sed -n 1p)"
-    total="$(sed -n 's/^summary: //p; s/^totals: //p' "$dump" | sed -n 1p | awk '{print $1}')"
+    # The part written by the dump above (the other part, at exit, holds nothing).
+    dump="$(grep -l "^desc: Trigger: dump" "$profile"* | sed -n 1p)"
+    total="$(sed -n 's/^totals: //p' "$dump" | awk '{print $1}')"
     printf '%-8s %-4s %14.0f\n' "$proxy" "$scenario" "$(echo "$total / $REQUESTS" | bc -l)"
     callgrind_annotate --inclusive=no "$dump" 2>/dev/null | sed -n '/^Ir/,$p' | sed -n "2,$((TOP + 2))p" \
       >"$OUT/$proxy-$scenario.top.txt"

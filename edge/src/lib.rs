@@ -18,6 +18,7 @@ mod front;
 #[doc(hidden)]
 pub mod fuzz_support;
 mod h3;
+mod header_set;
 mod health_check;
 mod metrics;
 mod outlier;

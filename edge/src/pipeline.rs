@@ -22,6 +22,9 @@ use http::request::Parts;
 use http::StatusCode;
 use pingora_http::RequestHeader;
 
+use crate::header_set::{
+    ip_value, SetHeader, ALT_SVC, STRICT_TRANSPORT_SECURITY, X_FORWARDED_FOR, X_FORWARDED_PROTO,
+};
 use crate::routes::{request_host, Route};
 use crate::state::{EdgeState, Snapshot};
 
@@ -371,21 +374,22 @@ pub fn prepare_upstream_request(
         request.remove_header(name);
     }
     for (name, value) in &forward.upstream_edits.set {
-        request.insert_header(name.clone(), value.clone())?;
+        request.set(name, value.clone())?;
     }
 
     // X-Forwarded-For: keep the chain only when the resolver trusted it (the resolved
     // client differs from the peer), then add the peer.
     let peer_ip = peer.map(|p| p.ip());
-    let forwarded_for = match (peer_ip, request.headers.get("x-forwarded-for")) {
-        (Some(peer), Some(existing)) if peer != forward.client_ip => {
-            format!("{}, {peer}", existing.to_str().unwrap_or_default())
-        }
-        (Some(peer), _) => peer.to_string(),
-        (None, _) => forward.client_ip.to_string(),
+    let forwarded_for = match (peer_ip, request.headers.get(&X_FORWARDED_FOR)) {
+        (Some(peer), Some(existing)) if peer != forward.client_ip => HeaderValue::from_str(
+            &format!("{}, {peer}", existing.to_str().unwrap_or_default()),
+        )
+        .unwrap_or_else(|_| ip_value(peer)),
+        (Some(peer), _) => ip_value(peer),
+        (None, _) => ip_value(forward.client_ip),
     };
-    request.insert_header("x-forwarded-for", forwarded_for)?;
-    request.insert_header("x-forwarded-proto", "https")?;
+    request.set(&X_FORWARDED_FOR, forwarded_for)?;
+    request.set(&X_FORWARDED_PROTO, HeaderValue::from_static("https"))?;
 
     if forward.route.strip_prefix.is_some() {
         let rewritten = upstream_path_and_query(&forward.route, &request.uri);
@@ -420,15 +424,15 @@ pub fn decorate_response(
     protocol: Protocol,
 ) {
     if let Some(hsts) = &snapshot.hsts {
-        headers.set("strict-transport-security", hsts.clone());
+        headers.set_or_warn(&STRICT_TRANSPORT_SECURITY, hsts.clone());
     }
     if protocol != Protocol::Http3 {
         if let Some(alt_svc) = &state.alt_svc {
-            headers.set("alt-svc", alt_svc.clone());
+            headers.set_or_warn(&ALT_SVC, alt_svc.clone());
         }
     }
     for (name, value) in extra {
-        headers.set(name.as_str(), value.clone());
+        headers.set_or_warn(name, value.clone());
     }
 }
 
@@ -436,29 +440,27 @@ pub fn decorate_response(
 pub fn add_route_headers(headers: &mut pingora_http::ResponseHeader, route: &Route) {
     for (name, value) in &route.response_headers {
         if !headers.headers.contains_key(name) {
-            headers.set(name.as_str(), value.clone());
+            headers.set_or_warn(name, value.clone());
         }
     }
 }
 
 /// The two response header types the paths use (Pingora's keeps header case for h1).
 pub trait ResponseHeaders {
-    fn set(&mut self, name: &str, value: HeaderValue);
+    fn set_or_warn(&mut self, name: &HeaderName, value: HeaderValue);
 }
 
 impl ResponseHeaders for pingora_http::ResponseHeader {
-    fn set(&mut self, name: &str, value: HeaderValue) {
-        if let Err(err) = self.insert_header(name.to_string(), value) {
-            tracing::warn!(%err, name, "cannot set response header");
+    fn set_or_warn(&mut self, name: &HeaderName, value: HeaderValue) {
+        if let Err(err) = self.set(name, value) {
+            tracing::warn!(%err, %name, "cannot set response header");
         }
     }
 }
 
 impl ResponseHeaders for HeaderMap {
-    fn set(&mut self, name: &str, value: HeaderValue) {
-        if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
-            self.insert(name, value);
-        }
+    fn set_or_warn(&mut self, name: &HeaderName, value: HeaderValue) {
+        self.insert(name.clone(), value);
     }
 }
 
