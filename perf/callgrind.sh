@@ -3,12 +3,13 @@
 # of them alone), counts that do not depend on the machine's noise (issue 13: profile before
 # optimizing). Needs a release build (perf/run.sh makes one) and valgrind + h2load.
 #
-# usage: perf/callgrind.sh [--proxies "edge pingora"] [--scenarios "h1 h2"] [--requests N]
+# usage: perf/callgrind.sh [--proxies "edge pingora"] [--scenarios "h1 h2 h3"] [--requests N]
 #                          [--top K] [--out DIR] [--bin DIR]
 #
 # For each proxy and scenario: start it under callgrind, uninstrumented, warm up (TLS
 # handshakes, the upstream pool), switch instrumentation on, send N requests with h2load over 4
-# connections (h2: 10 streams each), dump, and print total instructions / N plus the K
+# connections (h2: 10 streams each; h3: h3load, the same shape; edge only), dump, and print
+# total instructions / N plus the K
 # functions with the most self cost. Raw profiles stay in DIR (.dev/perf/callgrind) for
 # `callgrind_annotate` / kcachegrind.
 set -euo pipefail
@@ -46,7 +47,7 @@ die() { echo "callgrind.sh: $*" >&2; exit 1; }
 for tool in valgrind callgrind_control callgrind_annotate h2load curl; do
   command -v "$tool" >/dev/null || die "$tool is not installed (apt-get install valgrind nghttp2-client curl)"
 done
-for bin in edge bare-pingora perf-backend; do
+for bin in edge bare-pingora perf-backend h3load; do
   [ -x "$BIN/$bin" ] || die "$BIN/$bin missing: cargo build --release -p edge -p perf"
 done
 CERTS="$DEV/certs"
@@ -78,6 +79,14 @@ render_edge() {
 }
 
 load() { # scenario requests
+  if [ "$1" = h3 ]; then
+    "$BIN/h3load" -c 4 -m 10 -n "$2" --ca-file "$CERTS/ca.crt" --server-name localhost \
+      "https://localhost:$PORT/bench" >"$OUT/h3load.log" 2>&1 \
+      || { cat "$OUT/h3load.log" >&2; die "h3load failed"; }
+    grep -q " 0 other status, 0 errors" "$OUT/h3load.log" \
+      || { cat "$OUT/h3load.log" >&2; die "not every request succeeded"; }
+    return 0
+  fi
   local args=(-t1 -c4 --tls13-ciphers=TLS_AES_128_GCM_SHA256 -n "$2")
   case "$1" in
     h1) args+=(--h1) ;;
@@ -92,6 +101,7 @@ load() { # scenario requests
 printf '%-8s %-4s %14s\n' proxy scen "instr/request"
 for proxy in $PROXIES; do
   for scenario in $SCENARIOS; do
+    if [ "$proxy" = pingora ] && [ "$scenario" = h3 ]; then continue; fi  # no HTTP/3 there
     profile="$OUT/$proxy-$scenario.callgrind"
     rm -f "$profile"*
     case "$proxy" in
