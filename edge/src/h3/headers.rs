@@ -55,9 +55,19 @@ pub fn request_from_h3(headers: &[Header]) -> Result<RequestHeader, &'static str
     if path.first() != Some(&b'/') {
         return Err(":path must start with '/'");
     }
-    let mut request = RequestHeader::build(method, path, Some(regular.len() + 1))
+    // No case map: HTTP/3 names are lower-case on the wire, so there is no case to keep,
+    // and Pingora's `append_header` would copy and re-parse every name for one.
+    let request = RequestHeader::build_no_case(method, path, Some(regular.len() + 1))
         .map_err(|_| "invalid :method or :path")?;
-    request.set_version(http::Version::HTTP_3);
+    // The fields go straight into the header map of the request's parts. The round trip
+    // through `Parts` keeps the target only when it is the URI's own (origin-form, what an
+    // h3 `:path` is; anything else takes Pingora's slower path, which keeps it verbatim).
+    let origin_form = request
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str().as_bytes())
+        == Some(request.raw_path());
+    let mut fields = RequestFields::new(request, origin_form);
     let mut host = None;
     for (name, value) in regular {
         if name.iter().any(u8::is_ascii_uppercase) {
@@ -73,9 +83,7 @@ pub fn request_from_h3(headers: &[Header]) -> Result<RequestHeader, &'static str
         }
         let name = http::HeaderName::from_bytes(name).map_err(|_| "invalid header name")?;
         let value = HeaderValue::from_bytes(value).map_err(|_| "invalid header value")?;
-        request
-            .append_header(name, value)
-            .map_err(|_| "invalid header")?;
+        fields.append(name, value)?;
     }
     // Section 4.3.1: an http(s) request names its authority in `:authority` or `Host`,
     // neither empty, and the same one when both are given: otherwise the route (chosen
@@ -88,13 +96,50 @@ pub fn request_from_h3(headers: &[Header]) -> Result<RequestHeader, &'static str
         }
         (Some(authority), None) => {
             let value = HeaderValue::from_bytes(authority).map_err(|_| "invalid :authority")?;
-            request
-                .insert_header(http::header::HOST, value)
-                .map_err(|_| "invalid :authority")?;
+            fields.append(http::header::HOST, value)?;
         }
         _ => {}
     }
+    let mut request = fields.finish();
+    request.set_version(http::Version::HTTP_3);
     Ok(request)
+}
+
+/// The request being filled: its parts (the fast path) or, for a target the URI does not
+/// reproduce, the Pingora header itself.
+enum RequestFields {
+    Parts(http::request::Parts),
+    Header(RequestHeader),
+}
+
+impl RequestFields {
+    fn new(request: RequestHeader, origin_form: bool) -> Self {
+        if origin_form {
+            Self::Parts(request.into())
+        } else {
+            Self::Header(request)
+        }
+    }
+
+    fn append(&mut self, name: http::HeaderName, value: HeaderValue) -> Result<(), &'static str> {
+        match self {
+            Self::Parts(parts) => {
+                parts.headers.append(name, value);
+                Ok(())
+            }
+            Self::Header(request) => request
+                .append_header(name, value)
+                .map(|_| ())
+                .map_err(|_| "invalid header"),
+        }
+    }
+
+    fn finish(self) -> RequestHeader {
+        match self {
+            Self::Parts(parts) => RequestHeader::from(parts),
+            Self::Header(request) => request,
+        }
+    }
 }
 
 /// A response header as an HTTP/3 field section: `:status` first, connection-specific
