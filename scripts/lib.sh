@@ -1,7 +1,7 @@
 # Shared helpers for the scripts the Makefile calls. Source it; do not run it.
 # shellcheck shell=bash
 
-set -euo pipefail
+set -Eeuo pipefail  # -E: the ERR trap (on_error) also fires inside functions
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEV="$ROOT/.dev"
