@@ -162,15 +162,21 @@ impl QuicHandoff {
         let mut gone = HashSet::new();
         for (older_generation, key, end) in inherited {
             end.set_nonblocking(true)?;
-            // The hello doubles as the liveness probe: a process that exited refuses it.
+            // The hello doubles as the liveness probe: a process that exited refuses it
+            // (any other failure, a full buffer say, leaves it counted as alive).
             match end.send(&handoff_wire::encode_hello(generation)) {
-                Ok(_) => older.push(OlderProcess {
-                    generation: older_generation,
-                    end,
-                }),
-                Err(err) => {
-                    tracing::debug!(older_generation, %err, "an older edge process is gone");
+                Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {
+                    tracing::debug!(older_generation, "an older edge process is gone");
                     gone.insert(key);
+                }
+                result => {
+                    if let Err(err) = result {
+                        tracing::warn!(older_generation, %err, "could not greet an older edge process");
+                    }
+                    older.push(OlderProcess {
+                        generation: older_generation,
+                        end,
+                    });
                 }
             }
         }
