@@ -83,6 +83,15 @@ impl EdgeProxy {
         Self { state, connections }
     }
 
+    /// One `edge_upstream_errors_total{cluster, kind}`.
+    fn count_upstream_error(&self, cluster: &str, kind: &str) {
+        self.state
+            .metrics
+            .upstream_errors
+            .with_label_values(&[cluster, kind])
+            .inc();
+    }
+
     /// Tells outlier detection how the current backend did, once per attempt.
     fn record_outcome(&self, ctx: &mut RequestCtx, failed: bool) {
         if ctx.outcome_recorded {
@@ -346,11 +355,7 @@ impl ProxyHttp for EdgeProxy {
                 Some(slot) => ctx.cluster_slot = Some(slot),
                 None => {
                     ctx.failure = Some("cluster_busy");
-                    self.state
-                        .metrics
-                        .upstream_errors
-                        .with_label_values(&[&*cluster.name, "cluster_busy"])
-                        .inc();
+                    self.count_upstream_error(&cluster.name, "cluster_busy");
                     return Error::e_explain(ErrorType::HTTPStatus(503), "cluster at capacity");
                 }
             }
@@ -359,11 +364,7 @@ impl ProxyHttp for EdgeProxy {
             Some(slot) => ctx.pending_slot = Some(slot),
             None => {
                 ctx.failure = Some("cluster_busy");
-                self.state
-                    .metrics
-                    .upstream_errors
-                    .with_label_values(&[&*cluster.name, "cluster_pending"])
-                    .inc();
+                self.count_upstream_error(&cluster.name, "cluster_pending");
                 return Error::e_explain(
                     ErrorType::HTTPStatus(503),
                     "too many requests waiting for a connection to the cluster",
@@ -382,11 +383,7 @@ impl ProxyHttp for EdgeProxy {
             }
             None => {
                 ctx.failure = Some("no_healthy_backend");
-                self.state
-                    .metrics
-                    .upstream_errors
-                    .with_label_values(&[&*cluster.name, "no_healthy_backend"])
-                    .inc();
+                self.count_upstream_error(&cluster.name, "no_healthy_backend");
                 Error::e_explain(ErrorType::HTTPStatus(503), "no healthy backend")
             }
         }
@@ -426,11 +423,7 @@ impl ProxyHttp for EdgeProxy {
         mut e: Box<Error>,
     ) -> Box<Error> {
         if let Some(forward) = &ctx.forward {
-            self.state
-                .metrics
-                .upstream_errors
-                .with_label_values(&[&*forward.route.cluster.name, "connect"])
-                .inc();
+            self.count_upstream_error(&forward.route.cluster.name, "connect");
         }
         ctx.failure = Some("connect");
         ctx.pending_slot = None;
@@ -566,11 +559,7 @@ impl ProxyHttp for EdgeProxy {
         }
         if kind == ErrorKind::GatewayTimeout {
             if let Some(forward) = &ctx.forward {
-                self.state
-                    .metrics
-                    .upstream_errors
-                    .with_label_values(&[&*forward.route.cluster.name, "timeout"])
-                    .inc();
+                self.count_upstream_error(&forward.route.cluster.name, "timeout");
             }
         }
         let mut response = pipeline::edge_error(kind, code, &message, grpc);
