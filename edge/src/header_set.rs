@@ -11,7 +11,8 @@ use http::HeaderValue;
 use pingora_http::{RequestHeader, ResponseHeader};
 
 /// Pingora's two header types, which keep header case for HTTP/1.x in a second map that
-/// must stay in step with the header map (so `insert_header` it is).
+/// must stay in step with the header map (so `insert_header` it is: Pingora gives no
+/// mutable access to the header map alone). `set` replaces every earlier value of the name.
 pub trait SetHeader {
     fn set(&mut self, name: &HeaderName, value: HeaderValue) -> pingora_error::Result<()>;
 }
@@ -135,6 +136,11 @@ mod tests {
         no_case
             .set(&header::ALT_SVC, HeaderValue::from_static("x"))
             .expect("set");
-        assert_eq!(no_case.headers["alt-svc"], "x");
+        no_case
+            .set(&header::ALT_SVC, HeaderValue::from_static("y"))
+            .expect("set");
+        assert_eq!(no_case.headers.get_all("alt-svc").iter().count(), 1);
+        assert_eq!(no_case.headers["alt-svc"], "y");
+        assert!(!no_case.has_case());
     }
 }

@@ -20,6 +20,13 @@ pub mod common;
 pub(crate) mod header;
 pub mod server;
 
+/// PATCH(edge): extra capacity given to the header maps (values and case) of a parsed request
+/// or response. A proxy adds a few headers to both (`x-forwarded-*`, a request id, `via`,
+/// `connection`...); a map built for exactly the parsed count grows, i.e. reallocates and
+/// rehashes both maps, on the first of them: measured with callgrind on an h1 proxy, eight
+/// `HeaderMap::try_grow` per request, ≈ 4 300 instructions.
+pub(crate) const HEADER_HEADROOM: usize = 8;
+
 /// Test utilities shared across HTTP/1.x unit tests
 #[cfg(test)]
 pub(crate) mod test_util {
