@@ -9,9 +9,9 @@
 //! unchanged; a missing or invalid one is replaced by a fresh root context, so every
 //! service sees one well-formed trace id.
 
-use http::header::HeaderName;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue};
 
 use crate::decision::ChainOutcome;
@@ -52,9 +52,9 @@ pub fn is_sane_request_id(value: &[u8]) -> bool {
 }
 
 /// A UUIDv7 from the wall clock's milliseconds and 74 random bits. Built directly rather
-/// than with `Uuid::now_v7`, whose process-wide counter context (a lock and a clock read
-/// of its own) cost more than the rest of the request id handling (callgrind, perf/README
-/// "Profiling"); ids still sort by the millisecond they were minted in.
+/// than with `Uuid::now_v7`, whose process-wide counter context (behind a `Mutex`) cost
+/// more than the rest of the request id handling (callgrind, perf/README "Profiling"); ids
+/// still sort by the millisecond they were minted in, not within it.
 pub fn generate_request_id() -> HeaderValue {
     let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)
