@@ -15,10 +15,11 @@ SELECT r.id, r.user_id, r.artist, r.name, r.format, r.catalog_number, r.label, r
         + GREATEST(word_similarity(q.q, r.artist_folded), word_similarity(q.q, r.name_folded),
                    word_similarity(q.q, r.label_folded), word_similarity(q.q, r.catalog_folded)))::float8 AS score
 FROM records.records r,
-     (SELECT records.fold(t.term) AS q, '%' || records.fold(t.term) || '%' AS pattern
-      FROM (SELECT (ARRAY['velvet', 'comets', 'midnight wolves', 'golden', 'night', 'electrique',
-                          'velvat', 'commets', 'satelites', 'cafe', 'deja', 'blue note', 'ravens',
-                          'summer love', 'warp', 'ocean'])[:w] AS term) AS t) AS q
+     (SELECT f.q, '%' || replace(replace(replace(f.q, '\', '\\'), '%', '\%'), '_', '\_') || '%' AS pattern
+      FROM (SELECT records.fold(t.term) AS q
+            FROM (SELECT (ARRAY['velvet', 'comets', 'midnight wolves', 'golden', 'night', 'electrique',
+                                'velvat', 'commets', 'satelites', 'cafe', 'deja', 'blue note', 'ravens',
+                                'summer love', 'warp', 'ocean'])[:w] AS term) AS t) AS f) AS q
 WHERE r.user_id = ('00000000-0000-4000-8000-' || lpad(to_hex(:u), 12, '0'))::uuid
   AND (r.search_text LIKE q.pattern OR q.q <% r.search_text)
 ORDER BY score DESC, r.created_at DESC, r.id DESC

@@ -24,7 +24,7 @@ const COLUMNS: &str = "id, user_id, artist, name, format, catalog_number, label,
 const BUMP_VERSION: &str = "INSERT INTO records.cache_versions (user_id, version) VALUES ($1, 1) \
      ON CONFLICT (user_id) DO UPDATE SET version = records.cache_versions.version + 1";
 
-/// `$1` user, `$2` normalized query, `$3` the query escaped for LIKE, `$4` limit.
+/// `$1` user, `$2` the query as typed, `$3` limit.
 ///
 /// The shape is what makes it fast (perf/README.md, "Records search at 1M rows"):
 /// - `user_id = $1` first, so the planner prunes to the user's partition before planning;
@@ -35,6 +35,10 @@ const BUMP_VERSION: &str = "INSERT INTO records.cache_versions (user_id, version
 ///   PostgreSQL evaluates twice per candidate (index recheck, then the filter it cannot drop
 ///   because `<%` is STABLE);
 /// - ranking reads the stored folded fields instead of folding four fields per candidate.
+///
+/// The LIKE pattern escapes the query AFTER folding it: `unaccent` maps the full-width `％`,
+/// `＿` and `＼` to `%`, `_` and `\`, so a pattern escaped first and folded second would turn
+/// a typed `％` into a wildcard.
 static SEARCH_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let columns = COLUMNS
         .split(", ")
@@ -49,10 +53,11 @@ static SEARCH_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
             + GREATEST(word_similarity(q.q, r.artist_folded), word_similarity(q.q, r.name_folded), \
                        word_similarity(q.q, r.label_folded), word_similarity(q.q, r.catalog_folded)))::float8 AS score \
          FROM records.records r, \
-              (SELECT records.fold($2::text) AS q, '%' || records.fold($3::text) || '%' AS pattern) AS q \
+              (SELECT f.q, '%' || replace(replace(replace(f.q, '\\', '\\\\'), '%', '\\%'), '_', '\\_') || '%' AS pattern \
+               FROM (SELECT records.fold($2::text) AS q) AS f) AS q \
          WHERE r.user_id = $1 AND (r.search_text LIKE q.pattern OR q.q <% r.search_text) \
          ORDER BY score DESC, r.created_at DESC, r.id DESC \
-         LIMIT $4"
+         LIMIT $3"
     )
 });
 
@@ -285,7 +290,7 @@ impl Store {
                 // range scan starting right after the cursor.
                 let sql = format!(
                     "SELECT {COLUMNS} FROM records.records WHERE user_id = $1 AND (created_at, id) < ($2, $3) \
-                     ORDER BY created_at DESC, id DESC LIMIT $4"
+                     ORDER BY created_at DESC, id DESC LIMIT $3"
                 );
                 client
                     .query(&sql, &[&user_id, &cursor.created_at, &cursor.id, &fetch])
@@ -386,12 +391,8 @@ impl Store {
         limit: u32,
     ) -> ApiResult<Vec<SearchHit>> {
         let client = self.pool.get().await?;
-        let pattern = escape_like(query);
         let rows = client
-            .query(
-                SEARCH_SQL.as_str(),
-                &[&user_id, &query, &pattern, &i64::from(limit)],
-            )
+            .query(SEARCH_SQL.as_str(), &[&user_id, &query, &i64::from(limit)])
             .await?;
         rows.iter()
             .map(|row| {
@@ -453,28 +454,5 @@ impl Store {
             }
         }
         Ok(stats)
-    }
-}
-
-/// `LIKE` treats `%`, `_` and `\` specially; the user's text must match literally.
-pub fn escape_like(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn like_metacharacters_are_escaped() {
-        assert_eq!(escape_like("100%_a\\b"), "100\\%\\_a\\\\b");
-        assert_eq!(escape_like("aphex"), "aphex");
     }
 }

@@ -562,3 +562,37 @@ async fn misspelled_queries_find_the_record() {
     ];
     assert_answers(&svc, &h, &owner, misspelled).await;
 }
+
+/// `unaccent` folds the full-width `％` to `%`, so the LIKE pattern is escaped after the query
+/// is folded: a typed percent sign, full-width or not, matches a literal one and is never a
+/// wildcard (which would lift "100 Percent Pure" into the substring tier).
+#[tokio::test]
+async fn a_typed_percent_sign_matches_literally_even_full_width() {
+    let h = Harness::new("rec_search_percent").await;
+    let svc = h.start().await;
+    let owner = User::new();
+    for name in ["100 Percent Pure", "100% Pure"] {
+        create(
+            &svc,
+            &h.key,
+            &owner,
+            json!({"artist":"The Testers","name":name,"format":"LP"}),
+        )
+        .await;
+    }
+    // "100％" and "100%", URL-encoded.
+    for q in ["100%EF%BC%85", "100%25"] {
+        assert_eq!(
+            ranked(&svc, &h, &owner, q).await,
+            [
+                ("The Testers".to_string(), "100% Pure".to_string(), 2.0),
+                (
+                    "The Testers".to_string(),
+                    "100 Percent Pure".to_string(),
+                    1.0
+                ),
+            ],
+            "q={q}"
+        );
+    }
+}
