@@ -290,7 +290,7 @@ impl Store {
                 // range scan starting right after the cursor.
                 let sql = format!(
                     "SELECT {COLUMNS} FROM records.records WHERE user_id = $1 AND (created_at, id) < ($2, $3) \
-                     ORDER BY created_at DESC, id DESC LIMIT $3"
+                     ORDER BY created_at DESC, id DESC LIMIT $4"
                 );
                 client
                     .query(&sql, &[&user_id, &cursor.created_at, &cursor.id, &fetch])
