@@ -179,8 +179,8 @@ fn grade_texts(data: &RecordData) -> [Option<&'static str>; 2] {
 ///
 /// Every statement goes out with `query_typed`: Parse, Bind and Execute in ONE round trip. A
 /// plain `query(&str, ..)` first prepares the statement and waits for its description (a
-/// round trip of its own) before it binds: one point look-up took twice the database work
-/// (perf/README.md, "Records search at 1M rows": 8 connections, 18 000 → 28 800 look-ups a
+/// round trip of its own) before it binds, so a point look-up made two round trips
+/// (perf/README.md, "Records search at 1M rows": 8 connections, 10 600 → 13 200 look-ups a
 /// second). The statement is unnamed either way, so PostgreSQL still plans it with the
 /// values.
 type Param<'a> = (&'a (dyn ToSql + Sync), Type);
