@@ -45,6 +45,11 @@ plugins.rate_limits = [{{ key = "ip", requests = 2, per = "1m", burst = 0 }}]
 id = "down"
 path_prefix = "/api/down"
 upstream = "down"
+
+[[routes]]
+id = "slow"
+path_prefix = "/slow"
+upstream = "echo"
 "#,
         echo = echo.addr,
         closed = closed_port(),
@@ -128,6 +133,35 @@ async fn get_and_post_over_http3_reach_the_upstream() {
     assert!(metric_sum(&metrics, "edge_quic_connections_total", &[]) >= 1.0);
 }
 
+/// The requests of one QUIC connection share one task in the edge: a request waiting on a
+/// slow upstream must not hold up the others on its connection.
+#[tokio::test]
+async fn a_slow_request_does_not_hold_up_the_others_on_its_connection() {
+    let echo = EchoServer::start().await;
+    let edge = start(&echo).await;
+    let conn = h3(&edge).await;
+    // The upstream answers this one in 60 s, far past the test's own limit.
+    let slow = conn.get("/slow/60000", &[]);
+    tokio::pin!(slow);
+    let fast = async {
+        echo.wait_for_requests(1).await;
+        conn.get("/api/public/fast", &[]).await
+    };
+    let fast = tokio::select! {
+        biased;
+        fast = fast => fast.expect("fast GET"),
+        slow = &mut slow => panic!("the slow request finished first: {:?}", slow.map(|r| r.status)),
+    };
+    assert_eq!(fast.status, 200);
+    assert_eq!(fast.json().expect("json")["path"], "/public/fast");
+    // Both went to the upstream over the one connection; the slow one is still waiting.
+    assert_eq!(echo.received.load(std::sync::atomic::Ordering::SeqCst), 2);
+    let metrics = edge.metrics().await;
+    assert_eq!(
+        metric_sum(&metrics, "edge_quic_connections_total", &[]),
+        1.0
+    );
+}
 #[tokio::test]
 async fn http3_errors_and_policies_match_http2() {
     let echo = EchoServer::start().await;

@@ -13,12 +13,13 @@ mod handoff_wire;
 pub(crate) mod headers;
 mod session;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, SinkExt, StreamExt};
 use gateway_plugins::{EarlyData, TlsInfo};
 use pingora_core::apps::HttpServerApp;
 use pingora_core::protocols::http::ServerSession;
@@ -343,9 +344,14 @@ async fn serve_connection(
             .with_label_values(&["quic"]),
     );
     let mut events = controller.take_event_receiver();
-    let mut requests = tokio::task::JoinSet::new();
-    // Per open request stream: tells its session the client reset it.
-    let mut resets: HashMap<u64, oneshot::Sender<()>> = HashMap::new();
+    // The connection's requests run on this task, not one task each: spawning, joining
+    // and scheduling a task per request was a measured share of HTTP/3's extra cost over
+    // h2 (perf/README.md, "Profiling"). A request that panics is caught here, so it
+    // still ends alone, as a task of its own would.
+    let mut requests = FuturesUnordered::new();
+    // Per open request stream: tells its session the client reset it. At most the
+    // connection's stream limit of entries, so a scan beats hashing client-chosen ids.
+    let mut resets: Vec<(u64, oneshot::Sender<()>)> = Vec::new();
     let mut draining = *drain.borrow();
     if draining {
         controller.send_goaway();
@@ -361,10 +367,8 @@ async fn serve_connection(
                     }
                 }
             }
-            Some(done) = requests.join_next(), if !requests.is_empty() => {
-                if let Ok(stream_id) = done {
-                    resets.remove(&stream_id);
-                }
+            Some(stream_id) = requests.next(), if !requests.is_empty() => {
+                take_reset(&mut resets, stream_id);
                 if draining && requests.is_empty() {
                     break;
                 }
@@ -374,8 +378,9 @@ async fn serve_connection(
                 Some(ServerH3Event::Headers { incoming_headers, is_in_early_data, .. }) => {
                     let early = connection.early_data.classify(*is_in_early_data);
                     let (reset_tx, reset_rx) = oneshot::channel();
-                    resets.insert(incoming_headers.stream_id, reset_tx);
-                    requests.spawn(serve_request(
+                    let stream_id = incoming_headers.stream_id;
+                    resets.push((stream_id, reset_tx));
+                    let request = serve_request(
                         state.clone(),
                         proxy.clone(),
                         incoming_headers,
@@ -383,10 +388,16 @@ async fn serve_connection(
                         early,
                         reset_rx,
                         shutdown.clone(),
-                    ));
+                    );
+                    requests.push(AssertUnwindSafe(request).catch_unwind().map(move |served| {
+                        if served.is_err() {
+                            tracing::error!(stream_id, %peer, "an HTTP/3 request panicked; its stream is dropped");
+                        }
+                        stream_id
+                    }));
                 }
                 Some(ServerH3Event::Core(H3Event::ResetStream { stream_id })) => {
-                    if let Some(reset) = resets.remove(&stream_id) {
+                    if let Some(reset) = take_reset(&mut resets, stream_id) {
                         let _ = reset.send(());
                     }
                     state.metrics.quic_stream_errors.with_label_values(&["reset_by_client"]).inc();
@@ -401,7 +412,16 @@ async fn serve_connection(
     }
     // The connection is gone or drained: requests still waiting on their client end now.
     drop(resets);
-    while requests.join_next().await.is_some() {}
+    while requests.next().await.is_some() {}
+}
+
+/// Removes and returns the reset signal of `stream_id`, if its request is still open.
+fn take_reset(
+    resets: &mut Vec<(u64, oneshot::Sender<()>)>,
+    stream_id: u64,
+) -> Option<oneshot::Sender<()>> {
+    let at = resets.iter().position(|(id, _)| *id == stream_id)?;
+    Some(resets.swap_remove(at).1)
 }
 
 /// Hands one request stream to the shared proxy as a custom downstream session.
@@ -413,9 +433,8 @@ async fn serve_request(
     early_data: EarlyData,
     reset: oneshot::Receiver<()>,
     shutdown: ShutdownWatch,
-) -> u64 {
+) {
     let IncomingH3Headers {
-        stream_id,
         headers,
         send,
         recv,
@@ -434,7 +453,7 @@ async fn serve_request(
                 .with_label_values(&["malformed_request"])
                 .inc();
             reject_malformed(&mut send, problem).await;
-            return stream_id;
+            return;
         }
     };
     request.extensions_mut().insert(H3RequestInfo {
@@ -453,7 +472,6 @@ async fn serve_request(
     proxy
         .process_new_http(ServerSession::new_custom(Box::new(session)), &shutdown)
         .await;
-    stream_id
 }
 
 async fn reject_malformed(send: &mut session::FrameSink, problem: &str) {
