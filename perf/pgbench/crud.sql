@@ -1,7 +1,8 @@
--- The records CRUD of services/records (store.rs), one transaction of each per pgbench
--- transaction: get by id, first page of the list, update (SELECT ... FOR UPDATE, UPDATE, cache
--- version bump), create and delete (each with its bump). Rows created here are deleted in the
--- same script, so the dataset keeps its size. Needs -D users=N -D records=M (perf-dataset ids).
+-- The records CRUD of services/records (store.rs), one of each per pgbench transaction: get
+-- by id, first page of the list, update (in a transaction: SELECT ... FOR UPDATE, then the
+-- UPDATE with its cache version bump), create and delete (one statement each, the bump a
+-- data-modifying CTE, as store.rs `with_bump`). Rows created here are deleted in the same
+-- script, so the dataset keeps its size. Needs -D users=N -D records=M (perf-dataset ids).
 \set j random(1, :records)
 \set u (:j % :users) + 1
 
@@ -29,33 +30,47 @@ FROM records.records
 WHERE id = ('10000000-0000-4000-8000-' || lpad(to_hex(:j), 12, '0'))::uuid
   AND user_id = ('00000000-0000-4000-8000-' || lpad(to_hex(:u), 12, '0'))::uuid
 FOR UPDATE;
-UPDATE records.records
-SET notes = 'pgbench ' || :j, updated_at = clock_timestamp()
-WHERE id = ('10000000-0000-4000-8000-' || lpad(to_hex(:j), 12, '0'))::uuid
-  AND user_id = ('00000000-0000-4000-8000-' || lpad(to_hex(:u), 12, '0'))::uuid;
-INSERT INTO records.cache_versions (user_id, version)
-VALUES (('00000000-0000-4000-8000-' || lpad(to_hex(:u), 12, '0'))::uuid, 1)
-ON CONFLICT (user_id) DO UPDATE SET version = records.cache_versions.version + 1;
+WITH changed AS (
+  UPDATE records.records
+  SET notes = 'pgbench ' || :j, updated_at = clock_timestamp()
+  WHERE id = ('10000000-0000-4000-8000-' || lpad(to_hex(:j), 12, '0'))::uuid
+    AND user_id = ('00000000-0000-4000-8000-' || lpad(to_hex(:u), 12, '0'))::uuid
+  RETURNING id, user_id, artist, name, format, catalog_number, label, record_grade, sleeve_grade,
+            has_insert, has_booklet, has_obi_strip, has_factory_sleeve, is_promo, notes, purchased_at,
+            price_paid, created_at, updated_at
+), bumped AS (
+  INSERT INTO records.cache_versions (user_id, version)
+  SELECT user_id, 1 FROM changed
+  ON CONFLICT (user_id) DO UPDATE SET version = records.cache_versions.version + 1
+)
+SELECT * FROM changed;
 COMMIT;
 
 -- create
-BEGIN;
-INSERT INTO records.records (id, user_id, artist, name, format, catalog_number, label,
-                             record_grade, sleeve_grade, price_paid)
-VALUES (gen_random_uuid(), ('00000000-0000-4000-8000-' || lpad(to_hex(:u), 12, '0'))::uuid,
-        'Pgbench Comets', 'Transaction ' || :j, 'LP', 'PG-' || :j, 'Warp', 'VG+', 'VG', 12.50)
-RETURNING id AS new_id \gset
-INSERT INTO records.cache_versions (user_id, version)
-VALUES (('00000000-0000-4000-8000-' || lpad(to_hex(:u), 12, '0'))::uuid, 1)
-ON CONFLICT (user_id) DO UPDATE SET version = records.cache_versions.version + 1;
-COMMIT;
+WITH changed AS (
+  INSERT INTO records.records (id, user_id, artist, name, format, catalog_number, label,
+                               record_grade, sleeve_grade, price_paid)
+  VALUES (gen_random_uuid(), ('00000000-0000-4000-8000-' || lpad(to_hex(:u), 12, '0'))::uuid,
+          'Pgbench Comets', 'Transaction ' || :j, 'LP', 'PG-' || :j, 'Warp', 'VG+', 'VG', 12.50)
+  RETURNING id, user_id, artist, name, format, catalog_number, label, record_grade, sleeve_grade,
+            has_insert, has_booklet, has_obi_strip, has_factory_sleeve, is_promo, notes, purchased_at,
+            price_paid, created_at, updated_at
+), bumped AS (
+  INSERT INTO records.cache_versions (user_id, version)
+  SELECT user_id, 1 FROM changed
+  ON CONFLICT (user_id) DO UPDATE SET version = records.cache_versions.version + 1
+)
+SELECT id AS new_id FROM changed \gset
 
 -- delete
-BEGIN;
-DELETE FROM records.records
-WHERE id = ':new_id'::uuid
-  AND user_id = ('00000000-0000-4000-8000-' || lpad(to_hex(:u), 12, '0'))::uuid;
-INSERT INTO records.cache_versions (user_id, version)
-VALUES (('00000000-0000-4000-8000-' || lpad(to_hex(:u), 12, '0'))::uuid, 1)
-ON CONFLICT (user_id) DO UPDATE SET version = records.cache_versions.version + 1;
-COMMIT;
+WITH changed AS (
+  DELETE FROM records.records
+  WHERE id = ':new_id'::uuid
+    AND user_id = ('00000000-0000-4000-8000-' || lpad(to_hex(:u), 12, '0'))::uuid
+  RETURNING user_id
+), bumped AS (
+  INSERT INTO records.cache_versions (user_id, version)
+  SELECT user_id, 1 FROM changed
+  ON CONFLICT (user_id) DO UPDATE SET version = records.cache_versions.version + 1
+)
+SELECT user_id FROM changed;

@@ -243,6 +243,36 @@ async fn every_mutation_invalidates_cached_search_and_stats() {
     );
     let (_, stats) = call(&svc, &h.key, &alice, Method::GET, "/records/stats", None).await;
     assert_eq!(stats["totalRecords"], 1);
+
+    // A mutation that finds no row bumps no version: the cached answer stays valid.
+    let before = svc.metric(search_hits).await;
+    let (status, _) = call(&svc, &h.key, &alice, Method::DELETE, &path, None).await;
+    assert_eq!(status, 404);
+    let (status, _) = call(
+        &svc,
+        &h.key,
+        &alice,
+        Method::PATCH,
+        &path,
+        Some(json!({"name":"Gone"})),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (_, again) = call(
+        &svc,
+        &h.key,
+        &alice,
+        Method::GET,
+        "/records/search?q=aphex",
+        None,
+    )
+    .await;
+    assert_eq!(again["hits"], after_delete["hits"]);
+    assert_eq!(
+        svc.metric(search_hits).await,
+        before + 1.0,
+        "a delete or update of a missing record kept the cache version"
+    );
 }
 
 #[tokio::test]
