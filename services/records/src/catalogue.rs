@@ -80,9 +80,7 @@ impl Catalogue {
         let updated = match mode {
             UpdateMode::Replace => {
                 let data = validate_full(raw)?;
-                self.store
-                    .update(caller.user_id, id, move |current| *current = data)
-                    .await?
+                self.store.replace(caller.user_id, id, &data).await?
             }
             UpdateMode::Merge => {
                 let patch = validate_patch(raw)?;

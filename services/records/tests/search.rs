@@ -207,11 +207,26 @@ async fn every_mutation_invalidates_cached_search_and_stats() {
         (stats["totalRecords"].as_i64(), stats["totalSpent"].as_str()),
         (Some(1), Some("10.00"))
     );
+    let (status, _) = call(
+        &svc,
+        &h.key,
+        &alice,
+        Method::PUT,
+        &path,
+        Some(json!({"artist":"Aphex Twin","name":"Syro","format":"2xLP","pricePaid":"12.00"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, stats) = call(&svc, &h.key, &alice, Method::GET, "/records/stats", None).await;
+    assert_eq!(
+        stats["totalSpent"], "12.00",
+        "replace invalidated the cached stats"
+    );
     create(&svc, &h.key, &alice, json!({"artist":"Aphex Twin","name":"Richard D. James Album","format":"LP","pricePaid":"5.50"})).await;
     let (_, stats) = call(&svc, &h.key, &alice, Method::GET, "/records/stats", None).await;
     assert_eq!(
         (stats["totalRecords"].as_i64(), stats["totalSpent"].as_str()),
-        (Some(2), Some("15.50")),
+        (Some(2), Some("17.50")),
         "create invalidated stats"
     );
     let (_, after_create) = call(
@@ -258,6 +273,16 @@ async fn every_mutation_invalidates_cached_search_and_stats() {
     )
     .await;
     assert_eq!(status, 404);
+    let (status, _) = call(
+        &svc,
+        &h.key,
+        &alice,
+        Method::PUT,
+        &path,
+        Some(json!({"artist":"Aphex Twin","name":"Gone","format":"LP"})),
+    )
+    .await;
+    assert_eq!(status, 404);
     let (_, again) = call(
         &svc,
         &h.key,
@@ -271,7 +296,7 @@ async fn every_mutation_invalidates_cached_search_and_stats() {
     assert_eq!(
         svc.metric(search_hits).await,
         before + 1.0,
-        "a delete or update of a missing record kept the cache version"
+        "a delete, patch or put of a missing record kept the cache version"
     );
 }
 
