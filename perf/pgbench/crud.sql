@@ -1,8 +1,8 @@
 -- The records CRUD of services/records (store.rs), one of each per pgbench transaction: get
--- by id, first page of the list, update (in a transaction: SELECT ... FOR UPDATE, then the
--- UPDATE with its cache version bump), create and delete (one statement each, the bump a
--- data-modifying CTE, as store.rs `with_bump`). Rows created here are deleted in the same
--- script, so the dataset keeps its size. Needs -D users=N -D records=M (perf-dataset ids).
+-- by id, first page of the list, update (a PATCH), create and delete. Each mutation is one
+-- statement, its cache version bump a data-modifying CTE (store.rs `with_bump`). Rows
+-- created here are deleted in the same script, so the dataset keeps its size. Needs
+-- -D users=N -D records=M (perf-dataset ids).
 \set j random(1, :records)
 \set u (:j % :users) + 1
 
@@ -23,13 +23,7 @@ WHERE user_id = ('00000000-0000-4000-8000-' || lpad(to_hex(:u), 12, '0'))::uuid
 ORDER BY created_at DESC, id DESC
 LIMIT 51;
 
--- update
-BEGIN;
-SELECT id, artist, name, format, notes
-FROM records.records
-WHERE id = ('10000000-0000-4000-8000-' || lpad(to_hex(:j), 12, '0'))::uuid
-  AND user_id = ('00000000-0000-4000-8000-' || lpad(to_hex(:u), 12, '0'))::uuid
-FOR UPDATE;
+-- update (a PATCH of notes: the named column assigned in the UPDATE itself)
 WITH changed AS (
   UPDATE records.records
   SET notes = 'pgbench ' || :j, updated_at = clock_timestamp()
@@ -44,7 +38,6 @@ WITH changed AS (
   ON CONFLICT (user_id) DO UPDATE SET version = records.cache_versions.version + 1
 )
 SELECT * FROM changed;
-COMMIT;
 
 -- create
 WITH changed AS (

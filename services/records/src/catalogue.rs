@@ -84,9 +84,7 @@ impl Catalogue {
             }
             UpdateMode::Merge => {
                 let patch = validate_patch(raw)?;
-                self.store
-                    .update(caller.user_id, id, move |current| patch.apply(current))
-                    .await?
+                self.store.patch(caller.user_id, id, &patch).await?
             }
         };
         updated.ok_or_else(not_found)

@@ -627,6 +627,64 @@ async fn fifty_concurrent_creates_all_persist() {
     assert_eq!(row.get::<_, i64>(0), 50);
 }
 
+/// Concurrent PATCHes of different fields of one record all land: a PATCH that read the row
+/// and wrote every field back could overwrite another's change with what it had read.
+#[tokio::test]
+async fn concurrent_patches_of_different_fields_all_land() {
+    let h = Harness::new("rec_concurrent_patch").await;
+    let svc = h.start().await;
+    let alice = User::new();
+    let (status, created) = call(
+        &svc,
+        &h.key,
+        &alice,
+        Method::POST,
+        "/records",
+        Some(json!({"artist":"Broadcast","name":"Tender Buttons","format":"LP"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let path = format!("/records/{}", created["id"].as_str().unwrap());
+    for round in 0..10 {
+        let notes = format!("notes {round}");
+        let label = format!("label {round}");
+        let catalog = format!("WARP{round}");
+        let patches = [
+            json!({ "notes": notes }),
+            json!({ "label": label }),
+            json!({ "catalogNumber": catalog }),
+            json!({ "isPromo": round % 2 == 0 }),
+        ];
+        let answers = futures::future::join_all(
+            patches
+                .into_iter()
+                .map(|patch| call(&svc, &h.key, &alice, Method::PATCH, &path, Some(patch))),
+        )
+        .await;
+        for (status, body) in &answers {
+            assert_eq!(*status, 200, "{body}");
+        }
+        let (_, record) = call(&svc, &h.key, &alice, Method::GET, &path, None).await;
+        assert_eq!(
+            (
+                record["notes"].as_str(),
+                record["label"].as_str(),
+                record["catalogNumber"].as_str(),
+                record["isPromo"].as_bool(),
+                record["name"].as_str(),
+            ),
+            (
+                Some(notes.as_str()),
+                Some(label.as_str()),
+                Some(catalog.as_str()),
+                Some(round % 2 == 0),
+                Some("Tender Buttons"),
+            ),
+            "round {round}: {record}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn operational_endpoints_health_reflection_and_request_ids() {
     let h = Harness::new("rec_ops").await;
