@@ -421,7 +421,7 @@ impl Store {
             notes,
             purchased_at,
             price_paid,
-            ..
+            .. // the grades: their text, above
         } = patch;
         named!(
             artist: "artist" TEXT,
