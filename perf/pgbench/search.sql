@@ -19,8 +19,8 @@ FROM records.records r,
       FROM (SELECT records.fold(t.term) AS q
             FROM (SELECT (ARRAY['velvet', 'comets', 'midnight wolves', 'golden', 'night', 'electrique',
                                 'velvat', 'commets', 'satelites', 'cafe', 'deja', 'blue note', 'ravens',
-                                'summer love', 'warp', 'ocean'])[:w] AS term) AS t) AS f) AS q
-WHERE r.user_id = ('00000000-0000-4000-8000-' || lpad(to_hex(:u), 12, '0'))::uuid
+                                'summer love', 'warp', 'ocean'])[:w::int] AS term) AS t) AS f) AS q
+WHERE r.user_id = ('00000000-0000-4000-8000-' || lpad(to_hex(:u::int), 12, '0'))::uuid
   AND (r.search_text LIKE q.pattern OR q.q <% r.search_text)
 ORDER BY score DESC, r.created_at DESC, r.id DESC
 LIMIT 100;

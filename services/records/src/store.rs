@@ -6,12 +6,12 @@
 //! by that version, so they can never outlive a committed change.
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Pool;
+use deadpool_postgres::{Client, Pool};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use service_common::ApiResult;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::Row;
+use tokio_postgres::{Row, Statement};
 use uuid::Uuid;
 
 use crate::cursor::Cursor;
@@ -24,8 +24,8 @@ const COLUMNS: &str = "id, user_id, artist, name, format, catalog_number, label,
 /// The mutation statements. Each one changes the record and bumps its owner's cache version
 /// in ONE statement: the bump is a data-modifying CTE fed by the change's `RETURNING`, so it
 /// happens exactly when a row changed, commits with it, and costs no round trip of its own.
-/// No mutation needs an explicit transaction (a PATCH assigns the named columns in the
-/// UPDATE itself). Measured with `perf/pgbench/crud.sql` (perf/README.md, "Records search at
+/// No mutation needs an explicit transaction (a PATCH assigns its columns in the UPDATE
+/// itself). Measured with `perf/pgbench/crud.sql` (perf/README.md, "Records search at
 /// 1M rows"): the CRUD mix went from 15 round trips to 5.
 fn with_bump(change: &str, result: &str) -> String {
     format!(
@@ -60,6 +60,68 @@ static REPLACE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
              updated_at = clock_timestamp() WHERE id = $1 AND user_id = $2 RETURNING {COLUMNS}"
         ),
         COLUMNS,
+    )
+});
+
+/// The columns a PATCH may name, in the order of `Store::patch`'s parameters.
+const PATCH_COLUMNS: [&str; 15] = [
+    "artist",
+    "name",
+    "format",
+    "catalog_number",
+    "label",
+    "record_grade",
+    "sleeve_grade",
+    "has_insert",
+    "has_booklet",
+    "has_obi_strip",
+    "has_factory_sleeve",
+    "is_promo",
+    "notes",
+    "purchased_at",
+    "price_paid",
+];
+
+/// `$1` id, `$2` user, then per column of `PATCH_COLUMNS` whether the patch names it and the
+/// value it sets. One fixed text for every PATCH, so it is prepared once per connection.
+static PATCH_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let assignments: String = PATCH_COLUMNS
+        .iter()
+        .enumerate()
+        .map(|(i, column)| {
+            let (named, value) = (2 * i + 3, 2 * i + 4);
+            format!("{column} = CASE WHEN ${named} THEN ${value} ELSE {column} END, ")
+        })
+        .collect();
+    with_bump(
+        &format!(
+            "UPDATE records.records SET {assignments}updated_at = clock_timestamp() \
+             WHERE id = $1 AND user_id = $2 RETURNING {COLUMNS}"
+        ),
+        COLUMNS,
+    )
+});
+
+/// `$1` id, `$2` user.
+static GET_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("SELECT {COLUMNS} FROM records.records WHERE id = $1 AND user_id = $2")
+});
+
+/// `$1` user, `$2` how many.
+static LIST_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {COLUMNS} FROM records.records WHERE user_id = $1 \
+         ORDER BY created_at DESC, id DESC LIMIT $2"
+    )
+});
+
+/// `$1` user, `$2`, `$3` the cursor (created_at, id), `$4` how many. The row comparison lets
+/// the index (user_id, created_at DESC, id DESC) serve it as a range scan starting right
+/// after the cursor.
+static LIST_AFTER_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {COLUMNS} FROM records.records WHERE user_id = $1 AND (created_at, id) < ($2, $3) \
+         ORDER BY created_at DESC, id DESC LIMIT $4"
     )
 });
 
@@ -224,13 +286,39 @@ fn grade_texts(data: &RecordData) -> [Option<&'static str>; 2] {
 
 /// One statement parameter with its PostgreSQL type.
 ///
-/// Every statement goes out with `query_typed`: Parse, Bind and Execute in ONE round trip. A
-/// plain `query(&str, ..)` first prepares the statement and waits for its description (a
-/// round trip of its own) before it binds, so a point look-up made two round trips
-/// (perf/README.md, "Records search at 1M rows": 8 connections, 10 600 → 13 200 look-ups a
-/// second). The statement is unnamed either way, so PostgreSQL still plans it with the
-/// values.
+/// Every statement but the search is prepared once per connection (deadpool's statement
+/// cache, `prepared` below). After its first use it costs Bind and Execute in one round
+/// trip, with no parsing. PostgreSQL may then run it with a generic plan (the default
+/// `plan_cache_mode`): for these look-ups by key that is cheaper than planning every call.
+/// Measured with `perf/pgbench/crud.sql`, 8 clients (perf/README.md, "Records search at 1M
+/// rows"): 773 mixes a second unprepared, 886 prepared; forcing a fresh plan per call
+/// instead gave 697.
+///
+/// The search stays an unnamed statement (`query_typed`: Parse, Bind and Execute in one round
+/// trip), which PostgreSQL always plans with the call's values. Its generic plan cannot prune
+/// to the caller's partition and is slower (621 against 888 searches a second).
 type Param<'a> = (&'a (dyn ToSql + Sync), Type);
+
+/// A statement from the connection's cache and the values to bind to it.
+struct Prepared<'a> {
+    statement: Statement,
+    values: Vec<&'a (dyn ToSql + Sync)>,
+}
+
+/// Prepares `sql` with the parameters' types on this connection, once (later calls find it
+/// in the connection's cache). Only for fixed statement texts: every distinct text stays
+/// prepared for the connection's lifetime.
+async fn prepared<'a>(
+    client: &Client,
+    sql: &str,
+    params: &[Param<'a>],
+) -> Result<Prepared<'a>, tokio_postgres::Error> {
+    let types: Vec<Type> = params.iter().map(|(_, ty)| ty.clone()).collect();
+    Ok(Prepared {
+        statement: client.prepare_typed_cached(sql, &types).await?,
+        values: params.iter().map(|(value, _)| *value).collect(),
+    })
+}
 
 /// Parameters `$3..=$17` of the INSERT and the UPDATE: the writable columns in table order.
 fn writable_params<'a>(
@@ -303,16 +391,22 @@ impl Store {
         let grades = grade_texts(data);
         let mut params: Vec<Param> = vec![(&id, Type::UUID), (&user_id, Type::UUID)];
         params.extend(writable_params(data, &grades));
-        let row = client.query_typed_one(CREATE_SQL.as_str(), &params).await?;
+        let create = prepared(&client, &CREATE_SQL, &params).await?;
+        let row = client.query_one(&create.statement, &create.values).await?;
         record(&row)
     }
 
     #[tracing::instrument(name = "postgres", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "get"))]
     pub async fn get(&self, user_id: Uuid, id: Uuid) -> ApiResult<Option<Record>> {
         let client = self.pool.get().await?;
-        let sql = format!("SELECT {COLUMNS} FROM records.records WHERE id = $1 AND user_id = $2");
+        let get = prepared(
+            &client,
+            &GET_SQL,
+            &[(&id, Type::UUID), (&user_id, Type::UUID)],
+        )
+        .await?;
         client
-            .query_typed_opt(&sql, &[(&id, Type::UUID), (&user_id, Type::UUID)])
+            .query_opt(&get.statement, &get.values)
             .await?
             .as_ref()
             .map(record)
@@ -326,28 +420,23 @@ impl Store {
         let fetch = i64::from(limit) + 1;
         let rows = match after {
             None => {
-                let sql = format!(
-                    "SELECT {COLUMNS} FROM records.records WHERE user_id = $1 \
-                     ORDER BY created_at DESC, id DESC LIMIT $2"
-                );
-                client
-                    .query_typed(&sql, &[(&user_id, Type::UUID), (&fetch, Type::INT8)])
-                    .await?
+                let first = prepared(
+                    &client,
+                    &LIST_SQL,
+                    &[(&user_id, Type::UUID), (&fetch, Type::INT8)],
+                )
+                .await?;
+                client.query(&first.statement, &first.values).await?
             }
             Some(cursor) => {
-                // Row comparison: the index (user_id, created_at DESC, id DESC) serves it as a
-                // range scan starting right after the cursor.
-                let sql = format!(
-                    "SELECT {COLUMNS} FROM records.records WHERE user_id = $1 AND (created_at, id) < ($2, $3) \
-                     ORDER BY created_at DESC, id DESC LIMIT $4"
-                );
                 let params: [Param; 4] = [
                     (&user_id, Type::UUID),
                     (&cursor.created_at, Type::TIMESTAMPTZ),
                     (&cursor.id, Type::UUID),
                     (&fetch, Type::INT8),
                 ];
-                client.query_typed(&sql, &params).await?
+                let next = prepared(&client, &LIST_AFTER_SQL, &params).await?;
+                client.query(&next.statement, &next.values).await?
             }
         };
         let mut records = rows.iter().map(record).collect::<ApiResult<Vec<_>>>()?;
@@ -377,8 +466,9 @@ impl Store {
         let grades = grade_texts(data);
         let mut params: Vec<Param> = vec![(&id, Type::UUID), (&user_id, Type::UUID)];
         params.extend(writable_params(data, &grades));
+        let replace = prepared(&client, &REPLACE_SQL, &params).await?;
         client
-            .query_typed_opt(REPLACE_SQL.as_str(), &params)
+            .query_opt(&replace.statement, &replace.values)
             .await?
             .as_ref()
             .map(record)
@@ -386,8 +476,9 @@ impl Store {
     }
 
     /// Changes the fields `patch` names if the record is the user's (PATCH), in one statement:
-    /// each named column is assigned in the UPDATE itself, so two concurrent PATCHes of
-    /// different fields both land (the row lock orders them) with no read before the write.
+    /// each column is assigned in the UPDATE itself, the new value when the patch names it and
+    /// its current one otherwise (`PATCH_SQL`), so two concurrent PATCHes of different fields
+    /// both land (the row lock orders them) with no read before the write.
     #[tracing::instrument(name = "postgres", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "patch"))]
     pub async fn patch(
         &self,
@@ -395,24 +486,14 @@ impl Store {
         id: Uuid,
         patch: &RecordPatch,
     ) -> ApiResult<Option<Record>> {
-        let record_grade = patch.record_grade.map(|g| g.map(Grade::as_str));
-        let sleeve_grade = patch.sleeve_grade.map(|g| g.map(Grade::as_str));
-        let mut params: Vec<Param> = vec![(&id, Type::UUID), (&user_id, Type::UUID)];
-        let mut assignments = String::new();
-        macro_rules! named {
-            ($($field:ident: $column:literal $ty:ident),* $(,)?) => {$(
-                if let Some(value) = &$field {
-                    params.push((value, Type::$ty));
-                    assignments.push_str(&format!("{} = ${}, ", $column, params.len()));
-                }
-            )*};
-        }
         let RecordPatch {
             artist,
             name,
             format,
             catalog_number,
             label,
+            record_grade,
+            sleeve_grade,
             has_insert,
             has_booklet,
             has_obi_strip,
@@ -421,35 +502,71 @@ impl Store {
             notes,
             purchased_at,
             price_paid,
-            .. // the grades: their text, above
         } = patch;
-        named!(
-            artist: "artist" TEXT,
-            name: "name" TEXT,
-            format: "format" TEXT,
-            catalog_number: "catalog_number" TEXT,
-            label: "label" TEXT,
-            record_grade: "record_grade" TEXT,
-            sleeve_grade: "sleeve_grade" TEXT,
-            has_insert: "has_insert" BOOL,
-            has_booklet: "has_booklet" BOOL,
-            has_obi_strip: "has_obi_strip" BOOL,
-            has_factory_sleeve: "has_factory_sleeve" BOOL,
-            is_promo: "is_promo" BOOL,
-            notes: "notes" TEXT,
-            purchased_at: "purchased_at" DATE,
-            price_paid: "price_paid" NUMERIC,
-        );
-        let sql = with_bump(
-            &format!(
-                "UPDATE records.records SET {assignments}updated_at = clock_timestamp() \
-                 WHERE id = $1 AND user_id = $2 RETURNING {COLUMNS}"
-            ),
-            COLUMNS,
-        );
+        // Per column (PATCH_COLUMNS order): whether the patch names it, and the value it
+        // sets (NULL when unnamed, or when it clears an optional field).
+        let named = [
+            artist.is_some(),
+            name.is_some(),
+            format.is_some(),
+            catalog_number.is_some(),
+            label.is_some(),
+            record_grade.is_some(),
+            sleeve_grade.is_some(),
+            has_insert.is_some(),
+            has_booklet.is_some(),
+            has_obi_strip.is_some(),
+            has_factory_sleeve.is_some(),
+            is_promo.is_some(),
+            notes.is_some(),
+            purchased_at.is_some(),
+            price_paid.is_some(),
+        ];
+        let record_grade = record_grade.flatten().map(Grade::as_str);
+        let sleeve_grade = sleeve_grade.flatten().map(Grade::as_str);
+        let catalog_number = catalog_number.as_ref().and_then(Option::as_ref);
+        let label = label.as_ref().and_then(Option::as_ref);
+        let notes = notes.as_ref().and_then(Option::as_ref);
+        let purchased_at = purchased_at.flatten();
+        let price_paid = price_paid.flatten();
+        let params: [Param; 32] = [
+            (&id, Type::UUID),
+            (&user_id, Type::UUID),
+            (&named[0], Type::BOOL),
+            (artist, Type::TEXT),
+            (&named[1], Type::BOOL),
+            (name, Type::TEXT),
+            (&named[2], Type::BOOL),
+            (format, Type::TEXT),
+            (&named[3], Type::BOOL),
+            (&catalog_number, Type::TEXT),
+            (&named[4], Type::BOOL),
+            (&label, Type::TEXT),
+            (&named[5], Type::BOOL),
+            (&record_grade, Type::TEXT),
+            (&named[6], Type::BOOL),
+            (&sleeve_grade, Type::TEXT),
+            (&named[7], Type::BOOL),
+            (has_insert, Type::BOOL),
+            (&named[8], Type::BOOL),
+            (has_booklet, Type::BOOL),
+            (&named[9], Type::BOOL),
+            (has_obi_strip, Type::BOOL),
+            (&named[10], Type::BOOL),
+            (has_factory_sleeve, Type::BOOL),
+            (&named[11], Type::BOOL),
+            (is_promo, Type::BOOL),
+            (&named[12], Type::BOOL),
+            (&notes, Type::TEXT),
+            (&named[13], Type::BOOL),
+            (&purchased_at, Type::DATE),
+            (&named[14], Type::BOOL),
+            (&price_paid, Type::NUMERIC),
+        ];
         let client = self.pool.get().await?;
+        let update = prepared(&client, &PATCH_SQL, &params).await?;
         client
-            .query_typed_opt(&sql, &params)
+            .query_opt(&update.statement, &update.values)
             .await?
             .as_ref()
             .map(record)
@@ -459,12 +576,13 @@ impl Store {
     #[tracing::instrument(name = "postgres", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "delete"))]
     pub async fn delete(&self, user_id: Uuid, id: Uuid) -> ApiResult<bool> {
         let client = self.pool.get().await?;
-        let deleted = client
-            .query_typed(
-                DELETE_SQL.as_str(),
-                &[(&id, Type::UUID), (&user_id, Type::UUID)],
-            )
-            .await?;
+        let delete = prepared(
+            &client,
+            &DELETE_SQL,
+            &[(&id, Type::UUID), (&user_id, Type::UUID)],
+        )
+        .await?;
+        let deleted = client.query(&delete.statement, &delete.values).await?;
         Ok(!deleted.is_empty())
     }
 
@@ -472,11 +590,14 @@ impl Store {
     #[tracing::instrument(name = "postgres", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "cache_version"))]
     pub async fn cache_version(&self, user_id: Uuid) -> ApiResult<i64> {
         let client = self.pool.get().await?;
+        let version = prepared(
+            &client,
+            "SELECT version FROM records.cache_versions WHERE user_id = $1",
+            &[(&user_id, Type::UUID)],
+        )
+        .await?;
         let row = client
-            .query_typed_opt(
-                "SELECT version FROM records.cache_versions WHERE user_id = $1",
-                &[(&user_id, Type::UUID)],
-            )
+            .query_opt(&version.statement, &version.values)
             .await?;
         Ok(match row {
             Some(row) => row.try_get(0)?,
@@ -496,6 +617,7 @@ impl Store {
         limit: u32,
     ) -> ApiResult<Vec<SearchHit>> {
         let client = self.pool.get().await?;
+        // Unnamed, not prepared: planned with this call's values every time (see SEARCH_SQL).
         let rows = client
             .query_typed(
                 SEARCH_SQL.as_str(),
@@ -520,17 +642,18 @@ impl Store {
     #[tracing::instrument(name = "postgres", skip_all, fields(otel.kind = "client", db.system = "postgresql", db.operation = "stats"))]
     pub async fn stats(&self, user_id: Uuid) -> ApiResult<Stats> {
         let client = self.pool.get().await?;
-        let rows = client
-            .query_typed(
-                "SELECT GROUPING(format, record_grade, sleeve_grade) AS set_id, format, record_grade, sleeve_grade, \
-                        count(*) AS n, coalesce(sum(price_paid), 0) AS total, \
-                        coalesce(round(avg(price_paid), 2), 0) AS average \
-                 FROM records.records WHERE user_id = $1 \
-                 GROUP BY GROUPING SETS ((format), (record_grade), (sleeve_grade), ()) \
-                 ORDER BY n DESC, format, record_grade, sleeve_grade",
-                &[(&user_id, Type::UUID)],
-            )
-            .await?;
+        let grouped = prepared(
+            &client,
+            "SELECT GROUPING(format, record_grade, sleeve_grade) AS set_id, format, record_grade, sleeve_grade, \
+                    count(*) AS n, coalesce(sum(price_paid), 0) AS total, \
+                    coalesce(round(avg(price_paid), 2), 0) AS average \
+             FROM records.records WHERE user_id = $1 \
+             GROUP BY GROUPING SETS ((format), (record_grade), (sleeve_grade), ()) \
+             ORDER BY n DESC, format, record_grade, sleeve_grade",
+            &[(&user_id, Type::UUID)],
+        )
+        .await?;
+        let rows = client.query(&grouped.statement, &grouped.values).await?;
         let mut stats = Stats {
             total_records: 0,
             by_format: Vec::new(),
