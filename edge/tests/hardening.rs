@@ -482,3 +482,52 @@ security_headers = "off"
         assert!(raw.headers().get("x-content-type-options").is_none());
     }
 }
+
+/// A client that goes away mid-request (h1: closes its connection; h2: resets its stream) is
+/// routine at an edge: the request is still counted, but nothing is logged as an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_goes_away_mid_request_is_not_an_error_in_the_log() {
+    let echo = EchoServer::start().await;
+    let edge = Edge::start_with(common::EdgeOptions::new(config(&echo, "", ""))).await;
+
+    // h1: the request is sent, then the connection closed while the upstream waits.
+    let mut h1 = tls(&edge, b"http/1.1").await.expect("tls");
+    h1.write_all(b"GET /slow/300 HTTP/1.1\r\nhost: localhost\r\n\r\n")
+        .await
+        .expect("write");
+    echo.wait_for_requests(1).await;
+    drop(h1);
+
+    // h2: the client gives up on the stream (reqwest's timeout resets it).
+    let client = edge.client(HttpVersion::Http2);
+    let gave_up = client
+        .get(edge.url("/slow/300"))
+        .timeout(Duration::from_millis(100))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the client was meant to give up");
+
+    edge.wait_for_metric("both abandoned requests recorded", |text| {
+        common::metric_sum(text, "edge_requests_total", &["route=\"catch-all\""]) == 2.0
+    })
+    .await;
+    let logs = edge.process.logs();
+    // The h2 reset is recorded as what it was, not as a bad request.
+    let abandoned: Vec<&str> = logs
+        .lines()
+        .filter(|line| line.contains("\"target\":\"access\"") && line.contains("/slow/300"))
+        .collect();
+    assert_eq!(abandoned.len(), 2, "{logs}");
+    assert!(
+        abandoned.iter().all(|line| !line.contains("bad_request")),
+        "{abandoned:#?}"
+    );
+    let errors: Vec<&str> = logs
+        .lines()
+        .filter(|line| line.contains("ERROR") && line.contains("Fail to proxy"))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "error lines for clients that left: {errors:#?}"
+    );
+}

@@ -32,7 +32,7 @@ mod downstream;
 mod failure;
 
 use downstream::{discard_unread_body, downstream_of, write_edge_response};
-use failure::classify_failure;
+use failure::{classify_failure, client_went_away};
 
 /// Per-request state across Pingora's phases.
 pub struct RequestCtx {
@@ -530,6 +530,16 @@ impl ProxyHttp for EdgeProxy {
             ctx.grpc_status = status.to_str().ok().map(str::to_owned);
         }
         Ok(())
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, error: &Error) -> bool {
+        // A client that left mid-request is not an edge failure; an error line per aborted
+        // download would bury the real ones. The request is still counted and access-logged.
+        let gone = client_went_away(error);
+        if gone {
+            tracing::debug!(%error, "the client went away mid-request");
+        }
+        gone
     }
 
     async fn fail_to_proxy(
