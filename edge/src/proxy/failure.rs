@@ -5,10 +5,11 @@ use pingora_error::{Error, ErrorSource, ErrorType};
 
 use super::RequestCtx;
 
-/// Whether `error` means the client went away: it closed or reset its connection or stream,
-/// or stopped reading. Routine at an edge, so it is no error of the edge's: nobody is left
-/// to answer, and `suppress_error_log` keeps it out of the error log (the request is still
-/// counted and access-logged).
+/// Whether `error` means the client went away: it closed or reset its connection or stream.
+/// Routine at an edge, so it is no error of the edge's: nobody is left to answer, and
+/// `suppress_error_log` keeps it out of the error log (the request is still counted and
+/// access-logged). A client that stopped reading (a write timeout) is not in it: that one
+/// held a request open until the deadline, which the error log should still show.
 pub(super) fn client_went_away(error: &Error) -> bool {
     /// Pingora's h2 server has no error type of its own for a client's reset, only these
     /// contexts of `H2Error` (pingora-core 0.9.1 `protocols/http/v2/server.rs`: the client
@@ -19,10 +20,7 @@ pub(super) fn client_went_away(error: &Error) -> bool {
         return false;
     }
     match error.etype() {
-        ErrorType::ReadError
-        | ErrorType::WriteError
-        | ErrorType::ConnectionClosed
-        | ErrorType::WriteTimedout => true,
+        ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed => true,
         // The proxy wraps the session's error with the peer as context; the session's own
         // context is on the cause.
         ErrorType::H2Error => contexts(error)
@@ -114,6 +112,8 @@ pub(super) fn classify_failure(
                     "request_timeout",
                     "the request body stopped arriving".into(),
                 )),
+                // The client stopped reading the response: nobody to answer either.
+                ErrorType::WriteTimedout => None,
                 _ => Some((
                     ErrorKind::BadRequest,
                     "bad_request",
@@ -170,6 +170,7 @@ mod tests {
             ),
             downstream(ErrorType::InvalidHTTPHeader, "bad header"),
             downstream(ErrorType::ReadTimedout, "the body stalled"),
+            downstream(ErrorType::WriteTimedout, "the client stopped reading"),
             upstream_closed,
         ] {
             assert!(!client_went_away(&error), "{error}");
