@@ -299,6 +299,17 @@ fn grade_texts(data: &RecordData) -> [Option<&'static str>; 2] {
 /// to the caller's partition and is slower (621 against 888 searches a second).
 type Param<'a> = (&'a (dyn ToSql + Sync), Type);
 
+/// A PATCH field that cannot be cleared: whether the patch names it, and its new value.
+fn named<T>(field: &Option<T>) -> (bool, Option<&T>) {
+    (field.is_some(), field.as_ref())
+}
+
+/// A PATCH field that `null` clears: whether the patch names it, and its new value (None
+/// when named to clear it).
+fn named_nullable<T>(field: &Option<Option<T>>) -> (bool, Option<&T>) {
+    (field.is_some(), field.as_ref().and_then(Option::as_ref))
+}
+
 /// A statement from the connection's cache and the values to bind to it.
 struct Prepared<'a> {
     statement: Statement,
@@ -486,83 +497,53 @@ impl Store {
         id: Uuid,
         patch: &RecordPatch,
     ) -> ApiResult<Option<Record>> {
-        let RecordPatch {
-            artist,
-            name,
-            format,
-            catalog_number,
-            label,
-            record_grade,
-            sleeve_grade,
-            has_insert,
-            has_booklet,
-            has_obi_strip,
-            has_factory_sleeve,
-            is_promo,
-            notes,
-            purchased_at,
-            price_paid,
-        } = patch;
-        // Per column (PATCH_COLUMNS order): whether the patch names it, and the value it
-        // sets (NULL when unnamed, or when it clears an optional field).
-        let named = [
-            artist.is_some(),
-            name.is_some(),
-            format.is_some(),
-            catalog_number.is_some(),
-            label.is_some(),
-            record_grade.is_some(),
-            sleeve_grade.is_some(),
-            has_insert.is_some(),
-            has_booklet.is_some(),
-            has_obi_strip.is_some(),
-            has_factory_sleeve.is_some(),
-            is_promo.is_some(),
-            notes.is_some(),
-            purchased_at.is_some(),
-            price_paid.is_some(),
-        ];
-        let record_grade = record_grade.flatten().map(Grade::as_str);
-        let sleeve_grade = sleeve_grade.flatten().map(Grade::as_str);
-        let catalog_number = catalog_number.as_ref().and_then(Option::as_ref);
-        let label = label.as_ref().and_then(Option::as_ref);
-        let notes = notes.as_ref().and_then(Option::as_ref);
-        let purchased_at = purchased_at.flatten();
-        let price_paid = price_paid.flatten();
-        let params: [Param; 32] = [
-            (&id, Type::UUID),
-            (&user_id, Type::UUID),
-            (&named[0], Type::BOOL),
-            (artist, Type::TEXT),
-            (&named[1], Type::BOOL),
-            (name, Type::TEXT),
-            (&named[2], Type::BOOL),
-            (format, Type::TEXT),
-            (&named[3], Type::BOOL),
-            (&catalog_number, Type::TEXT),
-            (&named[4], Type::BOOL),
-            (&label, Type::TEXT),
-            (&named[5], Type::BOOL),
-            (&record_grade, Type::TEXT),
-            (&named[6], Type::BOOL),
-            (&sleeve_grade, Type::TEXT),
-            (&named[7], Type::BOOL),
-            (has_insert, Type::BOOL),
-            (&named[8], Type::BOOL),
-            (has_booklet, Type::BOOL),
-            (&named[9], Type::BOOL),
-            (has_obi_strip, Type::BOOL),
-            (&named[10], Type::BOOL),
-            (has_factory_sleeve, Type::BOOL),
-            (&named[11], Type::BOOL),
-            (is_promo, Type::BOOL),
-            (&named[12], Type::BOOL),
-            (&notes, Type::TEXT),
-            (&named[13], Type::BOOL),
-            (&purchased_at, Type::DATE),
-            (&named[14], Type::BOOL),
-            (&price_paid, Type::NUMERIC),
-        ];
+        // Per column: whether the patch names it, and the value it sets (NULL when unnamed,
+        // or when it clears an optional field).
+        let artist = named(&patch.artist);
+        let name = named(&patch.name);
+        let format = named(&patch.format);
+        let catalog_number = named_nullable(&patch.catalog_number);
+        let label = named_nullable(&patch.label);
+        let grade =
+            |grade: Option<Option<Grade>>| (grade.is_some(), grade.flatten().map(Grade::as_str));
+        let record_grade = grade(patch.record_grade);
+        let sleeve_grade = grade(patch.sleeve_grade);
+        let has_insert = named(&patch.has_insert);
+        let has_booklet = named(&patch.has_booklet);
+        let has_obi_strip = named(&patch.has_obi_strip);
+        let has_factory_sleeve = named(&patch.has_factory_sleeve);
+        let is_promo = named(&patch.is_promo);
+        let notes = named_nullable(&patch.notes);
+        let purchased_at = named_nullable(&patch.purchased_at);
+        let price_paid = named_nullable(&patch.price_paid);
+        macro_rules! pairs {
+            ($($column:ident: $ty:ident),* $(,)?) => {{
+                // The parameters follow PATCH_SQL's columns, one list for both.
+                debug_assert_eq!([$(stringify!($column)),*], PATCH_COLUMNS);
+                [
+                    (&id as &(dyn ToSql + Sync), Type::UUID),
+                    (&user_id, Type::UUID),
+                    $((&$column.0, Type::BOOL), (&$column.1, Type::$ty),)*
+                ]
+            }};
+        }
+        let params: [Param; 32] = pairs!(
+            artist: TEXT,
+            name: TEXT,
+            format: TEXT,
+            catalog_number: TEXT,
+            label: TEXT,
+            record_grade: TEXT,
+            sleeve_grade: TEXT,
+            has_insert: BOOL,
+            has_booklet: BOOL,
+            has_obi_strip: BOOL,
+            has_factory_sleeve: BOOL,
+            is_promo: BOOL,
+            notes: TEXT,
+            purchased_at: DATE,
+            price_paid: NUMERIC,
+        );
         let client = self.pool.get().await?;
         let update = prepared(&client, &PATCH_SQL, &params).await?;
         client
