@@ -245,6 +245,9 @@ pub fn run(config: Option<&Path>, upgrade: bool) -> anyhow::Result<()> {
     let mut tcp = Service::new("edge https".to_string(), front);
     tcp.set_handshake_timeout(config.limits.handshake_timeout);
     tcp.set_connection_admission(Arc::new(TcpAdmission(connections.clone())));
+    tcp.set_handshake_failure_observer(Arc::new(crate::tls::HandshakeFailures(
+        state.metrics.clone(),
+    )));
     let addresses: Vec<std::net::SocketAddr> = std::iter::once(https.address)
         .chain(https.extra_addresses.iter().copied())
         .collect();

@@ -6,12 +6,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use boring::ssl::{
-    NameType, SslAlert, SslContextBuilder, SslInfoCallbackMode, SslInfoCallbackValue, SslMethod,
-    SslRef, SslVersion,
+    ErrorCode, NameType, SslAlert, SslContextBuilder, SslInfoCallbackMode, SslInfoCallbackValue,
+    SslMethod, SslRef, SslVersion,
 };
 use pingora_core::listeners::tls::TlsSettings;
 use pingora_core::listeners::TlsAccept;
 use pingora_core::protocols::tls::TlsRef;
+use pingora_core::services::listening::{HandshakeFailure, HandshakeFailureObserver};
 
 use crate::certs::CertStore;
 use crate::config::{TlsSection, TlsVersion};
@@ -193,6 +194,66 @@ pub fn quic_ssl_context(
     });
     observe_handshakes(&mut builder, metrics, true);
     Ok(builder)
+}
+
+/// Failed and timed-out handshakes on the TCP listener, in place of Pingora's error line for
+/// each (pingora-core patch 10, vendor/README.md).
+///
+/// - A client that closed or reset the connection before or during the handshake (a TCP health
+///   check, a port scan, a client that gave up) is routine: counted as `client_closed`, logged
+///   at debug only.
+/// - A handshake that ran out of `limits.handshake_timeout` is counted as `timeout` and logged
+///   at info with the peer.
+/// - Any other failure was counted by the alert the edge sent ([`observe_handshakes`]) and is
+///   logged at info with the peer and the reason: it is the client's failure, not the edge's
+///   (nginx logs these at info too).
+pub struct HandshakeFailures(pub Arc<EdgeMetrics>);
+
+impl HandshakeFailureObserver for HandshakeFailures {
+    fn handshake_failed(&self, peer: Option<std::net::SocketAddr>, failure: HandshakeFailure<'_>) {
+        let count = |reason: &str| {
+            self.0
+                .tls_handshake_failures
+                .with_label_values(&[reason])
+                .inc()
+        };
+        match failure {
+            HandshakeFailure::TimedOut(limit) => {
+                count("timeout");
+                tracing::info!(?peer, ?limit, "TLS handshake timed out");
+            }
+            HandshakeFailure::Failed(error) if client_closed(error) => {
+                count("client_closed");
+                tracing::debug!(?peer, %error, "client closed the connection during the TLS handshake");
+            }
+            HandshakeFailure::Failed(error) => {
+                tracing::info!(?peer, %error, "TLS handshake failed");
+            }
+        }
+    }
+}
+
+/// Whether a handshake failed because the client closed or reset the connection: an EOF where
+/// BoringSSL wanted more (`SSL_ERROR_SYSCALL` without an errno), a clean close, or a reset.
+fn client_closed(error: &pingora_core::Error) -> bool {
+    let cause = error.root_cause();
+    let io_closed = |io: &std::io::Error| {
+        use std::io::ErrorKind::*;
+        matches!(
+            io.kind(),
+            UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
+        )
+    };
+    if let Some(ssl) = cause.downcast_ref::<boring::ssl::Error>() {
+        return match ssl.code() {
+            ErrorCode::ZERO_RETURN => true,
+            ErrorCode::SYSCALL => ssl.io_error().is_none_or(io_closed),
+            _ => false,
+        };
+    }
+    cause
+        .downcast_ref::<std::io::Error>()
+        .is_some_and(io_closed)
 }
 
 /// Reads what the TCP handshake negotiated from Pingora's digest.

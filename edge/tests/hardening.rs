@@ -127,6 +127,73 @@ async fn a_connection_that_never_finishes_its_tls_handshake_is_dropped() {
     tcp.write_all(&[0x16, 0x03, 0x01]).await.expect("write");
     let rest = read_to_close(&mut tcp).await;
     assert!(rest.is_empty(), "{rest}");
+    // Counted and said at info with the peer: the client's doing, not an edge error.
+    edge.wait_for_metric("the timeout counted", |text| {
+        common::metric_sum(
+            text,
+            "edge_tls_handshake_failures_total",
+            &["reason=\"timeout\""],
+        ) == 1.0
+    })
+    .await;
+    let logs = edge.process.logs();
+    let line = logs
+        .lines()
+        .find(|line| line.contains("TLS handshake timed out"))
+        .unwrap_or_else(|| panic!("no line for the timeout: {logs}"));
+    assert!(
+        line.contains("INFO") && line.contains("127.0.0.1"),
+        "{line}"
+    );
+    assert!(!common::has_handshake_error_line(&logs), "{logs}");
+}
+
+/// Health checks, port scans and clients that give up close connections before or during
+/// the TLS handshake: counted as `client_closed`, never an error line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_closes_during_the_tls_handshake_is_counted_not_logged_as_an_error() {
+    let echo = EchoServer::start().await;
+    let edge = Edge::start(&config(&echo, "", "")).await;
+    let closed = |want: f64| {
+        move |text: &str| {
+            common::metric_sum(
+                text,
+                "edge_tls_handshake_failures_total",
+                &["reason=\"client_closed\""],
+            ) == want
+        }
+    };
+    // The harness's TCP readiness probe (`Edge::start`) is the first such client.
+    edge.wait_for_metric("the readiness probe counted", closed(1.0))
+        .await;
+    let connect = || tokio::net::TcpStream::connect(("127.0.0.1", edge.https_port));
+
+    // Closed before sending anything, as a TCP health check does.
+    drop(connect().await.expect("connect"));
+    // Closed halfway through a ClientHello.
+    let mut partial = connect().await.expect("connect");
+    partial
+        .write_all(&[0x16, 0x03, 0x01, 0x00, 0xf0, 0x01, 0x00])
+        .await
+        .expect("write");
+    drop(partial);
+    // Reset (SO_LINGER 0) after a few bytes.
+    let mut reset = connect().await.expect("connect");
+    socket2::SockRef::from(&reset)
+        .set_linger(Some(Duration::ZERO))
+        .expect("linger");
+    reset.write_all(&[0x16, 0x03]).await.expect("write");
+    drop(reset);
+
+    edge.wait_for_metric("all three counted", closed(4.0)).await;
+    let logs = edge.process.logs();
+    assert!(!common::has_handshake_error_line(&logs), "{logs}");
+    assert!(!logs.contains("Downstream handshake error"), "{logs}");
+
+    // And the edge serves as before.
+    let client = edge.client(HttpVersion::Http1);
+    let ok = client.get(edge.url("/")).send().await.expect("get");
+    assert_eq!(ok.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -215,6 +215,14 @@ async fn tls_1_1_is_refused_and_tls_1_2_and_1_3_are_accepted() {
         ) >= 1.0
     })
     .await;
+    // The client's failure, said at info with its address; not an edge error.
+    let logs = edge.process.logs();
+    let refused = logs.lines().find(|l| l.contains("TLS handshake failed"));
+    assert!(
+        refused.is_some_and(|l| l.contains("INFO") && l.contains("127.0.0.1")),
+        "{logs}"
+    );
+    assert!(!common::has_handshake_error_line(&logs), "{logs}");
 }
 
 #[tokio::test]

@@ -301,6 +301,13 @@ impl Edge {
     }
 }
 
+/// Whether the edge logged a failed TLS handshake as an error (it must not: such failures are
+/// the client's, counted in `edge_tls_handshake_failures_total`).
+pub fn has_handshake_error_line(logs: &str) -> bool {
+    logs.lines()
+        .any(|line| line.contains("ERROR") && line.to_ascii_lowercase().contains("handshake"))
+}
+
 pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
     text.lines()
         .filter(|line| !line.starts_with('#'))

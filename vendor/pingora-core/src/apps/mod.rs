@@ -328,6 +328,12 @@ where
                 None => handshake.await,
             };
             let h2_conn = match handshake {
+                // PATCH(edge): a client that closes or resets the connection before its
+                // preface (it gave up, or only probed the port) is routine, not an error.
+                Err(e) if peer_closed(&e) => {
+                    debug!("H2 handshake: the client closed the connection {e}");
+                    return None;
+                }
                 Err(e) => {
                     error!("H2 handshake error {e}");
                     return None;
@@ -393,6 +399,23 @@ where
     async fn cleanup(&self) {
         self.http_cleanup().await;
     }
+}
+
+/// PATCH(edge): whether an h2 handshake failed because the peer closed or reset the connection
+/// (an EOF before the preface, a reset, a broken pipe) rather than on the protocol.
+fn peer_closed(e: &pingora_error::Error) -> bool {
+    use std::io::ErrorKind::*;
+    let cause = e.root_cause();
+    let io = match cause.downcast_ref::<h2::Error>() {
+        Some(h2) => h2.get_io(),
+        None => cause.downcast_ref::<std::io::Error>(),
+    };
+    io.is_some_and(|io| {
+        matches!(
+            io.kind(),
+            UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
+        )
+    })
 }
 
 #[cfg(test)]

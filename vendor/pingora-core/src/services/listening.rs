@@ -55,6 +55,36 @@ pub trait ConnectionAdmission: Send + Sync {
     fn admit(&self, peer: Option<SocketAddr>) -> Option<Box<dyn Send + Sync>>;
 }
 
+/// PATCH(edge): why an accepted connection's handshake did not complete.
+#[derive(Debug)]
+pub enum HandshakeFailure<'a> {
+    /// The handshake (TLS, or a pre-TLS preamble) returned this error.
+    Failed(&'a pingora_error::Error),
+    /// The handshake did not finish within the service's handshake timeout.
+    TimedOut(Duration),
+}
+
+/// PATCH(edge): told of every accepted connection whose handshake failed or timed out, in place
+/// of the error line upstream logs for each ("Downstream handshake error ..."). A peer that
+/// closes before or during the handshake (a TCP health check, a port scan, a client that gave
+/// up) is routine for a server on the network; the application decides what is worth a log
+/// line and what is a metric.
+pub trait HandshakeFailureObserver: Send + Sync {
+    /// `peer` is the client's address when the socket has one (not for Unix sockets).
+    fn handshake_failed(&self, peer: Option<SocketAddr>, failure: HandshakeFailure<'_>);
+}
+
+/// Upstream's behaviour: one error line per failed or timed-out handshake.
+fn log_handshake_failure(peer: Option<&impl std::fmt::Display>, failure: HandshakeFailure<'_>) {
+    match (failure, peer) {
+        (HandshakeFailure::Failed(e), Some(addr)) => {
+            error!("Downstream handshake error from {}: {e}", addr)
+        }
+        (HandshakeFailure::Failed(e), None) => error!("Downstream handshake error: {e}"),
+        (HandshakeFailure::TimedOut(_), _) => error!("Downstream handshake timeout"),
+    }
+}
+
 /// Override the runtime options used to run a listening service.
 pub type RuntimeOptsOverride = Arc<dyn Fn(&RuntimeOpts) -> Option<RuntimeOpts> + Send + Sync>;
 
@@ -68,9 +98,11 @@ pub struct Service<A> {
     runtime_opts_override: Option<RuntimeOptsOverride>,
     #[cfg(feature = "connection_filter")]
     connection_filter: Arc<dyn ConnectionFilter>,
-    // PATCH(edge): see `set_handshake_timeout` and `set_connection_admission`.
+    // PATCH(edge): see `set_handshake_timeout`, `set_connection_admission` and
+    // `set_handshake_failure_observer`.
     handshake_timeout: Duration,
     admission: Option<Arc<dyn ConnectionAdmission>>,
+    handshake_failures: Option<Arc<dyn HandshakeFailureObserver>>,
 }
 
 impl<A> Service<A> {
@@ -86,6 +118,7 @@ impl<A> Service<A> {
             connection_filter: Arc::new(AcceptAllFilter),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             admission: None,
+            handshake_failures: None,
         }
     }
 
@@ -102,6 +135,7 @@ impl<A> Service<A> {
             connection_filter: Arc::new(AcceptAllFilter),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             admission: None,
+            handshake_failures: None,
         }
     }
 
@@ -115,6 +149,15 @@ impl<A> Service<A> {
     /// [`ConnectionAdmission`].
     pub fn set_connection_admission(&mut self, admission: Arc<dyn ConnectionAdmission>) {
         self.admission = Some(admission);
+    }
+
+    /// PATCH(edge): who is told of failed and timed-out handshakes, see
+    /// [`HandshakeFailureObserver`]. Without one, each is an error line, as upstream.
+    pub fn set_handshake_failure_observer(
+        &mut self,
+        observer: Arc<dyn HandshakeFailureObserver>,
+    ) {
+        self.handshake_failures = Some(observer);
     }
 
     /// Set a runtime options override for this service.
@@ -239,6 +282,7 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
         mut shutdown: ShutdownWatch,
         handshake_timeout: Duration,
         admission: Option<Arc<dyn ConnectionAdmission>>,
+        handshake_failures: Option<Arc<dyn HandshakeFailureObserver>>,
     ) {
         // the accept loop, until the system is shutting down
         loop {
@@ -266,35 +310,33 @@ impl<A: ServerApp + Send + Sync + 'static> Service<A> {
                     let app = app_logic.clone();
                     let shutdown = shutdown.clone();
                     let admission = admission.clone();
+                    let handshake_failures = handshake_failures.clone();
                     current_handle().spawn(async move {
                         let peer_addr = io.peer_addr();
+                        let peer = peer_addr.as_ref().and_then(|a| a.as_inet().copied());
                         // Held until this connection ends.
                         let _admitted = match &admission {
-                            Some(admission) => match admission
-                                .admit(peer_addr.as_ref().and_then(|a| a.as_inet().copied()))
-                            {
+                            Some(admission) => match admission.admit(peer) {
                                 Some(guard) => Some(guard),
                                 None => return,
                             },
                             None => None,
                         };
-                        match timeout(handshake_timeout, io.handshake()).await {
-                            Ok(handshake) => {
-                                match handshake {
-                                    Ok(io) => Self::handle_event(io, app, shutdown).await,
-                                    Err(e) => {
-                                        // TODO: Maybe IOApp trait needs a fn to handle/filter out this error
-                                        if let Some(addr) = peer_addr {
-                                            error!("Downstream handshake error from {}: {e}", addr);
-                                        } else {
-                                            error!("Downstream handshake error: {e}");
-                                        }
-                                    }
-                                }
-                            }
-                            Err(_) => {
-                                error!("Downstream handshake timeout");
-                            }
+                        let error = match timeout(handshake_timeout, io.handshake()).await {
+                            Ok(Ok(io)) => return Self::handle_event(io, app, shutdown).await,
+                            Ok(Err(e)) => Some(e),
+                            Err(_) => None,
+                        };
+                        // PATCH(edge): the observer, when there is one, decides what a
+                        // failed handshake is worth (upstream: "Maybe IOApp trait needs a fn
+                        // to handle/filter out this error").
+                        let failure = match &error {
+                            Some(e) => HandshakeFailure::Failed(e),
+                            None => HandshakeFailure::TimedOut(handshake_timeout),
+                        };
+                        match &handshake_failures {
+                            Some(observer) => observer.handshake_failed(peer, failure),
+                            None => log_handshake_failure(peer_addr.as_ref(), failure),
                         }
                     });
                 }
@@ -354,6 +396,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServiceTrait for Service<A> {
                 let endpoint = endpoint.clone();
                 let handshake_timeout = self.handshake_timeout;
                 let admission = self.admission.clone();
+                let handshake_failures = self.handshake_failures.clone();
 
                 let jh = runtime.spawn(async move {
                     Self::run_endpoint(
@@ -362,6 +405,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServiceTrait for Service<A> {
                         shutdown,
                         handshake_timeout,
                         admission,
+                        handshake_failures,
                     )
                     .await;
                 });

@@ -35,13 +35,20 @@ pub fn prepare_tls_stream<S: IO>(ssl_acceptor: &SslAcceptor, io: S) -> Result<Ss
     SslStream::new(ssl, io).explain_err(TLSHandshakeFailure, |e| format!("ssl stream error: {e}"))
 }
 
+/// PATCH(edge): a failed accept keeps BoringSSL's error as its cause (upstream kept only its
+/// text, in the context), so an application can tell a peer that closed the connection from
+/// a failed negotiation (`services/listening.rs`: `HandshakeFailureObserver`).
+fn accept_failed(e: ssl::Error) -> pingora_error::BError {
+    pingora_error::Error::because(TLSHandshakeFailure, "TLS accept() failed", e)
+}
+
 /// Perform TLS handshake for the given connection with the given configuration
 pub async fn handshake<S: IO>(ssl_acceptor: &SslAcceptor, io: S) -> Result<SslStream<S>> {
     let mut stream = prepare_tls_stream(ssl_acceptor, io)?;
     stream
         .accept()
         .await
-        .explain_err(TLSHandshakeFailure, |e| format!("TLS accept() failed: {e}"))?;
+        .map_err(accept_failed)?;
     Ok(stream)
 }
 
@@ -55,7 +62,7 @@ pub async fn handshake_with_callback<S: IO>(
     let done = Pin::new(&mut tls_stream)
         .start_accept()
         .await
-        .explain_err(TLSHandshakeFailure, |e| format!("TLS accept() failed: {e}"))?;
+        .map_err(accept_failed)?;
     if !done {
         // safety: we do hold a mut ref of tls_stream
         let ssl_mut = unsafe { ext::ssl_mut(tls_stream.ssl()) };
@@ -63,7 +70,7 @@ pub async fn handshake_with_callback<S: IO>(
         Pin::new(&mut tls_stream)
             .resume_accept()
             .await
-            .explain_err(TLSHandshakeFailure, |e| format!("TLS accept() failed: {e}"))?;
+            .map_err(accept_failed)?;
     }
     {
         let ssl = tls_stream.ssl();
