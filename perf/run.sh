@@ -536,8 +536,9 @@ for tool in h2load taskset curl python3; do command -v "$tool" >/dev/null || die
 if [ "$BUILD" = 1 ]; then
   # Only what the suite runs: the whole workspace would unify the test harness's features
   # into the edge and rebuild it.
-  log "building release (cargo build --release -p edge -p perf -p certs-tool --locked)"
-  cargo build --release -p edge -p perf -p certs-tool --locked || die "release build failed"
+  # `records` too: the pg scenario migrates its database with it (perf/pgbench/run.sh).
+  log "building release (cargo build --release -p edge -p perf -p certs-tool -p records --locked)"
+  cargo build --release -p edge -p perf -p certs-tool -p records --locked || die "release build failed"
 fi
 for bin in edge bare-pingora certs-tool perf-backend h3load perf-tool perf-chart; do
   [ -x "$BIN/$bin" ] || die "$BIN/$bin is missing (build without --no-build)"
@@ -572,7 +573,7 @@ done
 
 if want pg; then
   log "=== data layer (pgbench) ==="
-  perf/pgbench/run.sh "${PG_ARGS[@]}" --csv "$CSV" || log "pgbench scenario failed (see above); continuing"
+  PERF_BIN="$BIN" perf/pgbench/run.sh "${PG_ARGS[@]}" --csv "$CSV" || log "pgbench scenario failed (see above); continuing"
 fi
 
 # ------------------------------------------------------------------ report

@@ -12,7 +12,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-BIN="${PERF_BIN:-$ROOT/target/release}"
+BIN="${PERF_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release}"
 QUICK=0
 CSV=""
 CLIENTS=""
