@@ -675,8 +675,10 @@ fn main() -> Result<()> {
         machine = args.machine,
         command = args.command,
     );
+    // The section's links are relative to perf/README.md; the summary sits beside the CSV
+    // and the charts, in the results directory itself.
     let summary = args.out_dir.join(format!("{stem}-summary.md"));
-    std::fs::write(&summary, &section)?;
+    std::fs::write(&summary, section.replace("](results/", "]("))?;
     println!("{tables}\nRatios:\n{ratio_text}");
     println!("summary: {}", summary.display());
     for f in &files {
