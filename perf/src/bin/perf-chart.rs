@@ -422,10 +422,9 @@ fn ratios(groups: &[Group]) -> String {
             let (d, p) = (direct?, find(groups, scenario, proxy)?);
             Some(p.get(key)? - d.get(key)?)
         };
-        if let (Some(d), Some(p)) = (direct, find(groups, scenario, proxy)) {
-            let added = |k: &str| match (p.get(k), d.get(k)) {
-                (Some(a), Some(b)) => format!("{:.0}", a - b),
-                _ => "–".into(),
+        if let (Some(d), Some(_)) = (direct, find(groups, scenario, proxy)) {
+            let added = |k: &str| {
+                added_over_direct(proxy, k).map_or_else(|| "–".into(), |v| format!("{v:.0}"))
             };
             // k6 shares CPU 0 with the backend and cannot hold 2k req/s there: its own
             // scheduling delay (tens of ms at p99, direct included) swamps what a proxy adds,
