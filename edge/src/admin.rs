@@ -374,7 +374,7 @@ impl ServeHttp for RedirectApp {
             );
         }
         let authority = if port == 443 {
-            host
+            host.into_owned()
         } else {
             format!("{host}:{port}")
         };

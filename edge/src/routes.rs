@@ -1,6 +1,7 @@
 //! The route table: host + path prefix + request kind -> route (cluster, policy chain).
 //! Shared by every downstream protocol; the most specific match wins.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use gateway_plugins::Chain;
@@ -140,20 +141,29 @@ impl RouteTable {
 /// literal without its brackets (`::1`, as route hosts are written). Both are read by the
 /// one authority parser, so a host means the same over every protocol; a `Host` that is
 /// not an authority is no host (only `*` routes take the request).
-pub fn request_host(parts: &http::request::Parts) -> Option<String> {
-    let authority = match parts.uri.authority() {
-        Some(authority) => authority.clone(),
-        None => {
-            let value = parts.headers.get(http::header::HOST)?;
-            http::uri::Authority::try_from(value.as_bytes()).ok()?
-        }
-    };
+pub fn request_host(parts: &http::request::Parts) -> Option<Cow<'_, str>> {
+    // An h2 or HTTP/3 `:authority` is borrowed (and copied only to lower-case it); an
+    // HTTP/1.x `Host` is parsed into an authority of its own.
+    if let Some(authority) = parts.uri.authority() {
+        let host = bare_host(authority);
+        return Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(host.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(host)
+        });
+    }
+    let value = parts.headers.get(http::header::HOST)?;
+    let authority = http::uri::Authority::try_from(value.as_bytes()).ok()?;
+    Some(Cow::Owned(bare_host(&authority).to_ascii_lowercase()))
+}
+
+/// The host of an authority without port, IPv6 brackets or a trailing dot.
+fn bare_host(authority: &http::uri::Authority) -> &str {
     let host = authority.host();
-    let host = host
-        .strip_prefix('[')
+    host.strip_prefix('[')
         .and_then(|v6| v6.strip_suffix(']'))
-        .unwrap_or(host);
-    Some(host.trim_end_matches('.').to_ascii_lowercase())
+        .unwrap_or(host)
+        .trim_end_matches('.')
 }
 
 #[cfg(test)]

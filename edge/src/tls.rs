@@ -28,8 +28,9 @@ ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 #[derive(Debug)]
 pub struct TlsConnInfo {
     pub version: &'static str,
-    pub alpn: Option<String>,
-    pub sni: Option<String>,
+    // Shared, not copied, into every request's `TlsInfo`.
+    pub alpn: Option<Arc<str>>,
+    pub sni: Option<Arc<str>>,
     _open: ConnectionGauge,
 }
 
@@ -64,7 +65,7 @@ fn negotiated(ssl: &SslRef, metrics: &EdgeMetrics, transport: &str) -> TlsConnIn
     let version = ssl.version_str();
     let alpn = ssl
         .selected_alpn_protocol()
-        .map(|p| String::from_utf8_lossy(p).into_owned());
+        .map(|p| Arc::<str>::from(String::from_utf8_lossy(p)));
     metrics
         .tls_handshakes
         .with_label_values(&[transport, version, alpn.as_deref().unwrap_or("none")])
@@ -72,7 +73,7 @@ fn negotiated(ssl: &SslRef, metrics: &EdgeMetrics, transport: &str) -> TlsConnIn
     TlsConnInfo {
         version,
         alpn,
-        sni: ssl.servername(NameType::HOST_NAME).map(str::to_owned),
+        sni: ssl.servername(NameType::HOST_NAME).map(Arc::from),
         _open: ConnectionGauge::open(
             metrics
                 .downstream_connections

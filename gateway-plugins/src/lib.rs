@@ -101,8 +101,9 @@ impl Protocol {
 pub struct TlsInfo {
     /// `TLSv1.2`, `TLSv1.3`.
     pub version: Option<&'static str>,
-    pub sni: Option<String>,
-    pub alpn: Option<String>,
+    /// Shared with the connection: every request on it reads the same strings.
+    pub sni: Option<Arc<str>>,
+    pub alpn: Option<Arc<str>>,
 }
 
 /// Everything about a request that is not in its `http::request::Parts`.

@@ -142,7 +142,7 @@ pub fn check_route_lookup(
             .body(())
             .ok()?
             .into_parts();
-        Some(request_host(&parts))
+        Some(request_host(&parts).map(std::borrow::Cow::into_owned))
     });
     let from_authority = host.and_then(|host| {
         // As an h2 `:authority`: the value alone must be an authority.
@@ -157,7 +157,7 @@ pub fn check_route_lookup(
             .body(())
             .ok()?
             .into_parts();
-        Some(request_host(&parts))
+        Some(request_host(&parts).map(std::borrow::Cow::into_owned))
     });
     if let (Some(a), Some(b)) = (&from_header, &from_authority) {
         assert_eq!(

@@ -243,7 +243,7 @@ impl Http3Service {
                         let sni = initial
                             .ssl_mut()
                             .servername(boring::ssl::NameType::HOST_NAME)
-                            .map(str::to_owned);
+                            .map(Arc::from);
                         let connection = Connection {
                             peer: initial.peer_addr(),
                             local: initial.local_addr(),

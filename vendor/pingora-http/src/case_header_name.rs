@@ -38,6 +38,20 @@ impl CaseHeaderName {
 /// A trait that converts into case-sensitive header names.
 pub trait IntoCaseHeaderName {
     fn into_case_header_name(self) -> CaseHeaderName;
+
+    /// PATCH(edge): the header name and, when `keep_case` (the header has a case map, i.e.
+    /// HTTP/1.x), its case spelling. The default parses the name back from the spelling, as
+    /// `insert_header` and `append_header` always did; a caller that has a `HeaderName` already
+    /// skips that parse (and for HTTP/2 and HTTP/3 the copy of a custom name it allocated).
+    fn into_header_names(self, keep_case: bool) -> Result<(HeaderName, Option<CaseHeaderName>)>
+    where
+        Self: Sized,
+    {
+        let case_header_name = self.into_case_header_name();
+        let header_name = HeaderName::from_bytes(case_header_name.as_slice())
+            .or_err(InvalidHTTPHeader, "invalid header name")?;
+        Ok((header_name, keep_case.then_some(case_header_name)))
+    }
 }
 
 impl IntoCaseHeaderName for CaseHeaderName {
@@ -62,11 +76,23 @@ impl IntoCaseHeaderName for HeaderName {
     fn into_case_header_name(self) -> CaseHeaderName {
         CaseHeaderName(titled_header_name(&self))
     }
+
+    // PATCH(edge): no parse of the titled spelling back into the name it came from.
+    fn into_header_names(self, keep_case: bool) -> Result<(HeaderName, Option<CaseHeaderName>)> {
+        let case_header_name = keep_case.then(|| CaseHeaderName(titled_header_name(&self)));
+        Ok((self, case_header_name))
+    }
 }
 
 impl IntoCaseHeaderName for &HeaderName {
     fn into_case_header_name(self) -> CaseHeaderName {
         CaseHeaderName(titled_header_name(self))
+    }
+
+    // PATCH(edge): as for `HeaderName`.
+    fn into_header_names(self, keep_case: bool) -> Result<(HeaderName, Option<CaseHeaderName>)> {
+        let case_header_name = keep_case.then(|| CaseHeaderName(titled_header_name(self)));
+        Ok((self.clone(), case_header_name))
     }
 }
 

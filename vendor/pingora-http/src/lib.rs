@@ -42,7 +42,9 @@ pub mod authority;
 use authority::{raw_target_authority, RawTargetAuthority};
 
 mod case_header_name;
-use case_header_name::CaseHeaderName;
+// PATCH(edge): public, so an `IntoCaseHeaderName` outside this crate can implement
+// `into_header_names`, which returns one.
+pub use case_header_name::CaseHeaderName;
 pub use case_header_name::IntoCaseHeaderName;
 
 pub mod prelude {
@@ -852,13 +854,11 @@ fn append_header_value<T>(
     name: impl IntoCaseHeaderName,
     value: T,
 ) -> Result<bool> {
-    let case_header_name = name.into_case_header_name();
-    let header_name: HeaderName = case_header_name
-        .as_slice()
-        .try_into()
-        .or_err(InvalidHTTPHeader, "invalid header name")?;
+    // PATCH(edge): the name is parsed only when it is not a `HeaderName` already, and its
+    // case spelling is built only when there is a case map (HTTP/1.x).
+    let (header_name, case_header_name) = name.into_header_names(name_map.is_some())?;
     // store the original case in the map
-    if let Some(name_map) = name_map {
+    if let (Some(name_map), Some(case_header_name)) = (name_map, case_header_name) {
         // Use the non-panicking `try_append`: the infallible `append` calls
         // `.expect("size overflows MAX_SIZE")` internally, which would abort the
         // process if the case map ever exceeded `http`'s `MAX_SIZE` (1 << 15).
@@ -881,12 +881,9 @@ fn insert_header_value<T>(
     name: impl IntoCaseHeaderName,
     value: T,
 ) -> Result<()> {
-    let case_header_name = name.into_case_header_name();
-    let header_name: HeaderName = case_header_name
-        .as_slice()
-        .try_into()
-        .or_err(InvalidHTTPHeader, "invalid header name")?;
-    if let Some(name_map) = name_map {
+    // PATCH(edge): as in `append_header_value`.
+    let (header_name, case_header_name) = name.into_header_names(name_map.is_some())?;
+    if let (Some(name_map), Some(case_header_name)) = (name_map, case_header_name) {
         // store the original case in the map
         name_map.insert(header_name.clone(), case_header_name);
     }
