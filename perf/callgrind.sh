@@ -48,7 +48,7 @@ for tool in valgrind callgrind_control callgrind_annotate h2load curl; do
   command -v "$tool" >/dev/null || die "$tool is not installed (apt-get install valgrind nghttp2-client curl)"
 done
 for bin in edge bare-pingora perf-backend h3load; do
-  [ -x "$BIN/$bin" ] || die "$BIN/$bin missing: cargo build --release -p edge -p perf"
+  [ -x "$BIN/$bin" ] || die "$BIN/$bin missing: cargo build --release -p edge -p perf -p certs-tool -p records (the set perf/run.sh builds: one feature set)"
 done
 CERTS="$DEV/certs"
 [ -f "$CERTS/tls.crt" ] || die "no certificate in $CERTS: run perf/run.sh once (it makes one)"
@@ -122,8 +122,19 @@ for proxy in $PROXIES; do
     callgrind_control --instr=on "$pid" >/dev/null
     load "$scenario" "$REQUESTS"
     callgrind_control --instr=off "$pid" >/dev/null
-    callgrind_control --dump="$proxy-$scenario" "$pid" >/dev/null
-    kill "$pid"; wait "$pid" 2>/dev/null || true
+    # Valgrind takes a command only while the program runs code. The edge's control threads
+    # wake it anyway; bare Pingora idles in epoll_wait and the dump waited forever, so a TCP
+    # connect (not counted: instrumentation is off) wakes it until the dump is written.
+    callgrind_control --dump="$proxy-$scenario" "$pid" >/dev/null &
+    dumper=$!
+    for _ in $(seq 1 240); do
+      kill -0 "$dumper" 2>/dev/null || break
+      (exec 3<>"/dev/tcp/$HOST_IP/$PORT") 2>/dev/null || true
+      sleep 0.5
+    done
+    wait "$dumper" || die "callgrind did not write the dump of $proxy"
+    # SIGINT: Pingora's fast shutdown (SIGTERM waits out the graceful period, 5 min by default).
+    kill -INT "$pid"; wait "$pid" 2>/dev/null || true
     # The part written by the dump above (the other part, at exit, holds nothing).
     dump="$(grep -l "^desc: Trigger: dump" "$profile"* | sed -n 1p)"
     total="$(sed -n 's/^totals: //p' "$dump" | awk '{print $1}')"

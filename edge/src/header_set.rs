@@ -1,17 +1,14 @@
-//! Setting a header on Pingora's request and response headers without the per-call costs of
-//! `insert_header` (measured with callgrind, perf/README.md "Profiling"): given a string it
-//! parses the name back into a `HeaderName` and allocates a copy of a custom name, and given a
-//! `HeaderName` it copies a custom name for the HTTP/1.x case map. The edge sets a handful of
-//! headers on every request (request id, trace context, `x-forwarded-*`, `alt-svc`, HSTS), all
-//! known in advance: they go in as the `HeaderName` they are, with a `&'static str` spelling
-//! for the case map (pingora-http patch 1, `IntoCaseHeaderName::into_header_names`), so no
-//! name is parsed or copied and HTTP/2 and HTTP/3 headers (which have no case map) build none.
+//! Setting a header on Pingora's request and response headers without one per-call cost of
+//! `insert_header` (measured with callgrind, perf/README.md "Profiling"): for a name that is
+//! not a `&'static str` it allocates a copy of the name for the case map. (It parses the
+//! name back from bytes either way; that part cannot be avoided from outside Pingora.) The edge sets a handful of headers on every request (request id, trace
+//! context, `x-forwarded-*`, `alt-svc`, HSTS), all known in advance.
 
 use std::net::IpAddr;
 
 use http::header::{self, HeaderName};
 use http::HeaderValue;
-use pingora_http::{CaseHeaderName, IntoCaseHeaderName, RequestHeader, ResponseHeader};
+use pingora_http::{RequestHeader, ResponseHeader};
 
 /// Pingora's two header types, which keep header case for HTTP/1.x in a second map that
 /// must stay in step with the header map (so `insert_header` it is: Pingora gives no
@@ -25,8 +22,8 @@ macro_rules! set_header_impl {
         impl SetHeader for $type {
             fn set(&mut self, name: &HeaderName, value: HeaderValue) -> pingora_error::Result<()> {
                 match static_name(name) {
-                    Some(spelling) => self.insert_header(KnownName { name, spelling }, value),
-                    None => self.insert_header(name, value),
+                    Some(name) => self.insert_header(name, value),
+                    None => self.insert_header(name.clone(), value),
                 }
             }
         }
@@ -36,29 +33,8 @@ macro_rules! set_header_impl {
 set_header_impl!(RequestHeader);
 set_header_impl!(ResponseHeader);
 
-/// A name the edge sets, with the `&'static str` its case map borrows instead of a copy (the
-/// spelling is the lower-case one HTTP/2 and HTTP/3 require anyway).
-struct KnownName<'a> {
-    name: &'a HeaderName,
-    spelling: &'static str,
-}
-
-impl IntoCaseHeaderName for KnownName<'_> {
-    fn into_case_header_name(self) -> CaseHeaderName {
-        self.spelling.into_case_header_name()
-    }
-
-    fn into_header_names(
-        self,
-        keep_case: bool,
-    ) -> pingora_error::Result<(HeaderName, Option<CaseHeaderName>)> {
-        // A clone of a name made by `HeaderName::from_static` or a standard name allocates
-        // nothing.
-        let case = keep_case.then(|| self.spelling.into_case_header_name());
-        Ok((self.name.clone(), case))
-    }
-}
-
+/// The `&'static str` of a name the edge sets, so the case map borrows it instead of
+/// copying it (the spelling is the lower-case one HTTP/2 and HTTP/3 require anyway).
 fn static_name(name: &HeaderName) -> Option<&'static str> {
     Some(match name.as_str() {
         "x-request-id" => "x-request-id",
@@ -171,7 +147,7 @@ mod tests {
     #[test]
     fn a_header_set_over_a_client_spelling_is_one_line_in_the_edge_spelling() {
         // The client's spelling is in the case map; `set` must replace it there as well as
-        // the value, whether the name is one the edge knows (`KnownName`) or not.
+        // the value, whether the name is one the edge spells statically (`static_name`) or not.
         let mut request = RequestHeader::build("GET", b"/", None).expect("request");
         request
             .insert_header("X-Request-Id", "from-the-client")
