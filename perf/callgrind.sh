@@ -132,7 +132,11 @@ for proxy in $PROXIES; do
       (exec 3<>"/dev/tcp/$HOST_IP/$PORT") 2>/dev/null || true
       sleep 0.5
     done
-    wait "$dumper" || die "callgrind did not write the dump of $proxy"
+    if kill -0 "$dumper" 2>/dev/null; then
+      kill "$dumper" 2>/dev/null || true
+      die "callgrind did not write the dump of $proxy within 120 s"
+    fi
+    wait "$dumper" || die "callgrind_control failed to dump $proxy"
     # SIGINT: Pingora's fast shutdown (SIGTERM waits out the graceful period, 5 min by default).
     kill -INT "$pid"; wait "$pid" 2>/dev/null || true
     # The part written by the dump above (the other part, at exit, holds nothing).
