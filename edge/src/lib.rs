@@ -20,6 +20,7 @@ pub mod fuzz_support;
 mod h3;
 mod header_set;
 mod health_check;
+mod metric_series;
 mod metrics;
 mod outlier;
 mod pipeline;

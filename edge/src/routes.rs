@@ -63,6 +63,8 @@ pub struct Route {
     pub cache: Option<crate::config::RouteCacheConfig>,
     /// Safe requests in 0-RTT early data may be served (`routes[].early_data`).
     pub early_data: bool,
+    /// This route's request metrics, resolved on first use.
+    pub series: crate::metric_series::RouteSeries,
 }
 
 impl std::fmt::Debug for Route {
@@ -214,6 +216,7 @@ mod tests {
             compression: None,
             cache: None,
             early_data: false,
+            series: Default::default(),
         })
     }
 

@@ -109,6 +109,7 @@ impl Snapshot {
                 compression: route.compression.clone().filter(|c| c.enabled),
                 cache: route.cache.clone().filter(|c| c.enabled),
                 early_data: route.early_data,
+                series: Default::default(),
             }));
         }
         if !problems.is_empty() {

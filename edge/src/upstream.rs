@@ -94,6 +94,8 @@ pub struct Cluster {
     requests: Arc<AtomicUsize>,
     /// Requests holding a pending slot (`max_pending_connections`).
     pending: Arc<AtomicUsize>,
+    /// This cluster's upstream metrics, resolved on first use.
+    pub series: crate::metric_series::ClusterSeries,
 }
 
 /// One request's place under its cluster's `max_concurrent_requests`, held from the first
@@ -192,6 +194,7 @@ impl Cluster {
             next: AtomicUsize::new(0),
             requests: Arc::new(AtomicUsize::new(0)),
             pending: Arc::new(AtomicUsize::new(0)),
+            series: Default::default(),
         }))
     }
 

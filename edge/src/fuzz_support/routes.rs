@@ -79,6 +79,7 @@ fn table(specs: &[RouteSpec]) -> RouteTable {
                 compression: None,
                 cache: None,
                 early_data: false,
+                series: Default::default(),
             })
         })
         .collect();

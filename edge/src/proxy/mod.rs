@@ -20,10 +20,13 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{FailToProxy, HttpProxy, ProxyHttp, Session};
+use smallvec::SmallVec;
 
 use crate::access_log::{self, AccessRecord};
 use crate::connections::{ConnectionGate, Transport};
+use crate::metric_series::RouteSeries;
 use crate::pipeline::{self, Admission, Forward};
+use crate::routes::Route;
 use crate::state::{EdgeState, Snapshot};
 use crate::trace::RequestSpan;
 use crate::upstream::{ClusterSlot, InFlight};
@@ -43,7 +46,8 @@ pub struct RequestCtx {
     forward: Option<Forward>,
     /// Set when the edge answered the request itself (`health`, `policy`, `no_route`, ...).
     answered: Option<&'static str>,
-    route_id: Option<Arc<str>>,
+    /// The route that took the request (forwarded or answered by the edge on its behalf).
+    route: Option<Arc<Route>>,
     in_flight: Option<InFlight>,
     /// This request's place under its cluster's `max_concurrent_requests`.
     cluster_slot: Option<ClusterSlot>,
@@ -52,14 +56,15 @@ pub struct RequestCtx {
     /// The current backend's outcome went to outlier detection already.
     outcome_recorded: bool,
     /// Backend indices this request already tried (retries go elsewhere).
-    tried: Vec<usize>,
+    tried: SmallVec<[usize; 4]>,
     retries_left: u32,
     body_bytes: u64,
     upstream_started: Option<Instant>,
     upstream_reused: Option<bool>,
     /// `edge_upstream_errors_total{kind}` / access-log `error` for a failed request.
     failure: Option<&'static str>,
-    grpc_status: Option<String>,
+    /// Kept as the header value (a reference count, not a copy); read as text for the log.
+    grpc_status: Option<http::HeaderValue>,
     span: Option<RequestSpan>,
     /// Set on a cached route: whether this request uses the cache.
     cache: Option<crate::cache::Decision>,
@@ -72,6 +77,8 @@ pub struct RequestCtx {
 pub struct EdgeProxy {
     state: Arc<EdgeState>,
     connections: Arc<ConnectionGate>,
+    /// The request metrics of requests no route took (route `-`).
+    unrouted: RouteSeries,
 }
 
 /// The proxy every listener hands its requests to: the TCP service (h1, h2) and the QUIC
@@ -80,7 +87,11 @@ pub type EdgeHttpProxy = HttpProxy<EdgeProxy>;
 
 impl EdgeProxy {
     pub fn new(state: Arc<EdgeState>, connections: Arc<ConnectionGate>) -> Self {
-        Self { state, connections }
+        Self {
+            state,
+            connections,
+            unrouted: RouteSeries::default(),
+        }
     }
 
     /// One `edge_upstream_errors_total{cluster, kind}`.
@@ -137,12 +148,12 @@ impl ProxyHttp for EdgeProxy {
             peer: None,
             forward: None,
             answered: None,
-            route_id: None,
+            route: None,
             in_flight: None,
             cluster_slot: None,
             pending_slot: None,
             outcome_recorded: false,
-            tried: Vec::new(),
+            tried: SmallVec::new(),
             retries_left: 0,
             body_bytes: 0,
             upstream_started: None,
@@ -222,7 +233,7 @@ impl ProxyHttp for EdgeProxy {
         let result = match admission {
             Admission::Answer(answer) => {
                 ctx.answered = Some(answer.reason);
-                ctx.route_id = answer.route.as_ref().map(|r| r.id.clone());
+                ctx.route = answer.route.clone();
                 // An unread request body would be parsed as the next request: close instead.
                 // A shed connection is closed too, so the client reconnects after Retry-After.
                 let close =
@@ -247,7 +258,7 @@ impl ProxyHttp for EdgeProxy {
                     forward.route.compression.as_ref(),
                     forward.grpc,
                 )?;
-                ctx.route_id = Some(forward.route.id.clone());
+                ctx.route = Some(forward.route.clone());
                 ctx.retries_left = forward.route.cluster.config.retries;
                 ctx.forward = Some(forward);
                 Ok(false)
@@ -403,14 +414,10 @@ impl ProxyHttp for EdgeProxy {
         ctx.upstream_started = Some(Instant::now());
         ctx.upstream_reused = Some(reused);
         if let Some(forward) = &ctx.forward {
-            self.state
-                .metrics
-                .upstream_connections
-                .with_label_values(&[
-                    &*forward.route.cluster.name,
-                    if reused { "true" } else { "false" },
-                ])
-                .inc();
+            let cluster = &forward.route.cluster;
+            cluster
+                .series
+                .count_connection(&self.state.metrics, &cluster.name, reused);
         }
         Ok(())
     }
@@ -476,14 +483,13 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         if let (Some(started), Some(forward)) = (ctx.upstream_started, ctx.forward.as_ref()) {
-            self.state
-                .metrics
-                .upstream_duration
-                .with_label_values(&[&forward.route.cluster.name])
-                .observe(started.elapsed().as_secs_f64());
+            let cluster = &forward.route.cluster;
+            cluster
+                .series
+                .observe_duration(&self.state.metrics, &cluster.name, started.elapsed());
         }
         if let Some(status) = upstream_response.headers.get("grpc-status") {
-            ctx.grpc_status = status.to_str().ok().map(str::to_owned);
+            ctx.grpc_status = Some(status.clone());
         }
         Ok(())
     }
@@ -527,7 +533,7 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         if let Some(status) = upstream_trailers.get("grpc-status") {
-            ctx.grpc_status = status.to_str().ok().map(str::to_owned);
+            ctx.grpc_status = Some(status.clone());
         }
         Ok(())
     }
@@ -606,7 +612,7 @@ impl ProxyHttp for EdgeProxy {
             };
         }
         if grpc {
-            ctx.grpc_status = Some((kind.grpc_code() as u8).to_string());
+            ctx.grpc_status = Some(http::HeaderValue::from(kind.grpc_code() as u16));
         }
         FailToProxy {
             error_code: status,
@@ -628,22 +634,25 @@ impl ProxyHttp for EdgeProxy {
             .response_written()
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
-        let route = ctx.route_id.as_deref().unwrap_or("-");
+        let route_id = ctx.route.as_ref().map(|r| &*r.id);
+        let route = route_id.unwrap_or("-");
         if let Some(span) = ctx.span.take() {
             span.finish(
                 status,
-                ctx.route_id.as_deref(),
+                route_id,
                 ctx.forward.as_ref().map(|f| &*f.route.cluster.name),
                 ctx.failure.or_else(|| e.map(|e| e.etype().as_str())),
             );
         }
         let request = session.req_header();
         let elapsed = ctx.started.elapsed();
-        self.state.metrics.observe_request(
+        let series = ctx.route.as_ref().map_or(&self.unrouted, |r| &r.series);
+        series.observe(
+            &self.state.metrics,
             route,
             &request.method,
             status,
-            ctx.protocol.as_str(),
+            ctx.protocol,
             elapsed,
         );
         if let Some(cache_status) = ctx.cache_status {
@@ -666,7 +675,7 @@ impl ProxyHttp for EdgeProxy {
                 route,
                 cluster: ctx.forward.as_ref().map(|f| &*f.route.cluster.name),
                 status,
-                grpc_status: ctx.grpc_status.as_deref(),
+                grpc_status: ctx.grpc_status.as_ref().and_then(|v| v.to_str().ok()),
                 duration: elapsed,
                 upstream_duration: ctx.upstream_started.map(|s| s.elapsed()),
                 upstream_reused: ctx.upstream_reused,
