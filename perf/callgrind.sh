@@ -11,7 +11,8 @@
 # connections (h2: 10 streams each; h3: h3load, the same shape; edge only), dump, and print
 # total instructions / N plus the K
 # functions with the most self cost. Raw profiles stay in DIR (.dev/perf/callgrind) for
-# `callgrind_annotate` / kcachegrind.
+# `callgrind_annotate` / kcachegrind. CALLGRIND_OPTS adds valgrind options, e.g.
+# CALLGRIND_OPTS=--cache-sim=yes for simulated cache misses per function (about twice as slow).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -113,7 +114,8 @@ for proxy in $PROXIES; do
              --cert "$CERTS/tls.crt" --key "$CERTS/tls.key") ;;
       *) die "unknown proxy $proxy (edge, pingora)" ;;
     esac
-    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$profile" \
+    # shellcheck disable=SC2086 # CALLGRIND_OPTS is a list of options
+    valgrind --tool=callgrind --instr-atstart=no ${CALLGRIND_OPTS:-} --callgrind-out-file="$profile" \
       "${cmd[@]}" >"$OUT/$proxy-$scenario.log" 2>&1 &
     pid=$!
     PIDS+=("$pid")

@@ -148,22 +148,14 @@ impl H3Session {
     }
 
     async fn do_drain(&mut self) -> Result<()> {
-        while self.read_body_bytes().await?.is_some() {}
+        while self.read_body().await?.is_some() {}
         Ok(())
     }
-}
 
-#[async_trait]
-impl Session for H3Session {
-    fn req_header(&self) -> &RequestHeader {
-        &self.request
-    }
-
-    fn req_header_mut(&mut self) -> &mut RequestHeader {
-        &mut self.request
-    }
-
-    async fn read_body_bytes(&mut self) -> Result<Option<Bytes>> {
+    // The `Session` methods below delegate to these: async_trait boxes the future of every
+    // trait-method call, so `response_duplex_vec` (one call per response) calls these
+    // directly instead of paying a boxed future per header, body chunk and end.
+    async fn read_body(&mut self) -> Result<Option<Bytes>> {
         while !self.body_done {
             match self.recv_frame().await? {
                 Some(InboundFrame::Body(chunk, fin)) => {
@@ -192,24 +184,7 @@ impl Session for H3Session {
         Ok(None)
     }
 
-    async fn drain_request_body(&mut self) -> Result<()> {
-        if self.body_done {
-            return Ok(());
-        }
-        match self.total_drain_timeout {
-            Some(limit) => tokio::time::timeout(limit, self.do_drain())
-                .await
-                .map_err(|_| {
-                    Error::explain(
-                        ErrorType::ReadTimedout,
-                        format!("draining the HTTP/3 request body, timeout {limit:?}"),
-                    )
-                })?,
-            None => self.do_drain().await,
-        }
-    }
-
-    async fn write_response_header(&mut self, resp: Box<ResponseHeader>, end: bool) -> Result<()> {
+    async fn send_response_header(&mut self, resp: Box<ResponseHeader>, end: bool) -> Result<()> {
         if self.ended || self.response_written.is_some() {
             return Ok(());
         }
@@ -228,12 +203,7 @@ impl Session for H3Session {
         Ok(())
     }
 
-    async fn write_response_header_ref(&mut self, resp: &ResponseHeader, end: bool) -> Result<()> {
-        self.write_response_header(Box::new(resp.clone()), end)
-            .await
-    }
-
-    async fn write_body(&mut self, data: Bytes, end: bool) -> Result<()> {
+    async fn send_body(&mut self, data: Bytes, end: bool) -> Result<()> {
         if self.ended {
             return Ok(());
         }
@@ -251,7 +221,7 @@ impl Session for H3Session {
         Ok(())
     }
 
-    async fn write_trailers(&mut self, trailers: HeaderMap) -> Result<()> {
+    async fn send_trailers(&mut self, trailers: HeaderMap) -> Result<()> {
         if self.ended {
             return Ok(());
         }
@@ -271,6 +241,61 @@ impl Session for H3Session {
         Ok(())
     }
 
+    async fn end_response(&mut self) -> Result<()> {
+        if self.response_written.is_some() {
+            self.end_stream().await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Session for H3Session {
+    fn req_header(&self) -> &RequestHeader {
+        &self.request
+    }
+
+    fn req_header_mut(&mut self) -> &mut RequestHeader {
+        &mut self.request
+    }
+
+    async fn read_body_bytes(&mut self) -> Result<Option<Bytes>> {
+        self.read_body().await
+    }
+
+    async fn drain_request_body(&mut self) -> Result<()> {
+        if self.body_done {
+            return Ok(());
+        }
+        match self.total_drain_timeout {
+            Some(limit) => tokio::time::timeout(limit, self.do_drain())
+                .await
+                .map_err(|_| {
+                    Error::explain(
+                        ErrorType::ReadTimedout,
+                        format!("draining the HTTP/3 request body, timeout {limit:?}"),
+                    )
+                })?,
+            None => self.do_drain().await,
+        }
+    }
+
+    async fn write_response_header(&mut self, resp: Box<ResponseHeader>, end: bool) -> Result<()> {
+        self.send_response_header(resp, end).await
+    }
+
+    async fn write_response_header_ref(&mut self, resp: &ResponseHeader, end: bool) -> Result<()> {
+        self.send_response_header(Box::new(resp.clone()), end).await
+    }
+
+    async fn write_body(&mut self, data: Bytes, end: bool) -> Result<()> {
+        self.send_body(data, end).await
+    }
+
+    async fn write_trailers(&mut self, trailers: HeaderMap) -> Result<()> {
+        self.send_trailers(trailers).await
+    }
+
     /// Writes a batch of the proxy's tasks. The last body chunk is held back until the
     /// batch shows whether the response ends there, so a final chunk and the end of the
     /// stream leave as ONE frame (DATA with FIN) instead of a DATA frame and an empty one —
@@ -281,19 +306,19 @@ impl Session for H3Session {
         for task in tasks {
             match task {
                 HttpTask::Header(header, end) => {
-                    self.write_response_header(header, end).await?;
+                    self.send_response_header(header, end).await?;
                     end_stream |= end;
                 }
                 HttpTask::Body(data, end) => {
                     if let Some(data) = data.filter(|d| !d.is_empty()) {
                         if let Some(previous) = held.replace(data) {
-                            self.write_body(previous, false).await?;
+                            self.send_body(previous, false).await?;
                         }
                     }
                     if end {
                         end_stream = true;
                         if let Some(last) = held.take() {
-                            self.write_body(last, true).await?;
+                            self.send_body(last, true).await?;
                         }
                     }
                 }
@@ -305,27 +330,27 @@ impl Session for H3Session {
                 }
                 HttpTask::Trailer(trailers) => {
                     if let Some(previous) = held.take() {
-                        self.write_body(previous, false).await?;
+                        self.send_body(previous, false).await?;
                     }
                     if let Some(trailers) = trailers {
-                        self.write_trailers(*trailers).await?;
+                        self.send_trailers(*trailers).await?;
                     }
                     end_stream = true;
                 }
                 HttpTask::Done => {
                     end_stream = true;
                     if let Some(last) = held.take() {
-                        self.write_body(last, true).await?;
+                        self.send_body(last, true).await?;
                     }
                 }
                 HttpTask::Failed(e) => return Err(e),
             }
         }
         if let Some(rest) = held.take() {
-            self.write_body(rest, end_stream).await?;
+            self.send_body(rest, end_stream).await?;
         }
         if end_stream {
-            self.finish().await?;
+            self.end_response().await?;
         }
         Ok(end_stream)
     }
@@ -393,10 +418,7 @@ impl Session for H3Session {
     }
 
     async fn finish(&mut self) -> Result<()> {
-        if self.response_written.is_some() {
-            self.end_stream().await?;
-        }
-        Ok(())
+        self.end_response().await
     }
 
     fn is_body_empty(&mut self) -> bool {
@@ -430,7 +452,7 @@ impl Session for H3Session {
             )
             .into_down())
         } else {
-            self.read_body_bytes().await
+            self.read_body().await
         }
     }
 
