@@ -39,7 +39,7 @@ while [ $# -gt 0 ]; do
     --top) TOP="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     --bin) BIN="$2"; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "callgrind.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
