@@ -195,10 +195,13 @@ impl Edge {
             panic!("edge did not start: {e:#}");
         }
         // Pingora starts each service on its own runtime: the admin listener can answer
-        // before the HTTPS listener accepts.
-        let https = SocketAddr::from(([127, 0, 0, 1], edge.https_port));
-        if let Err(e) = edge.process.wait_for_tcp(https, READY_TIMEOUT).await {
-            panic!("HTTPS listener not up: {e:#}\n{}", edge.process.logs());
+        // before the HTTPS listener, or the plain-HTTP redirect one, accepts (a loaded CI
+        // machine refused a connection to the redirect listener right after start).
+        for (what, port) in [("HTTPS", edge.https_port), ("plain-HTTP", edge.http_port)] {
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            if let Err(e) = edge.process.wait_for_tcp(addr, READY_TIMEOUT).await {
+                panic!("{what} listener not up: {e:#}\n{}", edge.process.logs());
+            }
         }
         edge
     }

@@ -922,7 +922,9 @@ impl<H: DriverHooks> H3Driver<H> {
         ctx.fin_or_reset_sent = true;
         ctx.audit_stats
             .set_sent_stream_fin(StreamClosureKind::Explicit);
-        if ctx.fin_or_reset_recv {
+        // Not `fin_or_reset_recv` alone: a received fin may still wait for
+        // room in the local task's channel (record-platform patch).
+        if ctx.both_directions_done() {
             // Return a TransportError to trigger stream cleanup
             // instead of h3::Error::Done
             Err(h3::Error::TransportError(quiche::Error::Done))
@@ -992,6 +994,7 @@ impl<H: DriverHooks> H3Driver<H> {
                 // Release the associated permit before retaining the channel.
                 chan.abort_send();
                 stream.send = Some(chan);
+                stream.awaiting_send_capacity = false;
                 self.process_h3_data(qconn, stream_id)
             },
         }

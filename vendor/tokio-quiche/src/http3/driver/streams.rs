@@ -60,6 +60,10 @@ pub(crate) struct StreamCtx {
     pub(crate) fin_or_reset_recv: bool,
     /// Indicates the stream sent fin or reset. No more data will be sent.
     pub(crate) fin_or_reset_sent: bool,
+    /// `send` is parked in a [`WaitForUpstreamCapacity`] because the local
+    /// task's channel is full: a received fin may not have been delivered
+    /// yet, so the stream must not be cleaned up (record-platform patch).
+    pub(crate) awaiting_send_capacity: bool,
     /// The flow ID for proxying datagrams over this stream. If `None`,
     /// the stream has no associated DATAGRAM flow.
     pub(crate) associated_dgram_flow_id: Option<u64>,
@@ -85,6 +89,7 @@ impl StreamCtx {
 
             fin_or_reset_recv: false,
             fin_or_reset_sent: false,
+            awaiting_send_capacity: false,
 
             associated_dgram_flow_id: None,
         };
@@ -94,6 +99,7 @@ impl StreamCtx {
 
     /// Creates a [Future] that resolves when `send` has capacity again.
     pub(crate) fn wait_for_send(&mut self, stream_id: u64) -> WaitForStream {
+        self.awaiting_send_capacity = true;
         WaitForStream::Upstream(WaitForUpstreamCapacity {
             stream_id,
             chan: self.send.take(),
@@ -145,6 +151,8 @@ impl StreamCtx {
             .set_recvd_reset_stream_error_code(wire_err_code as i64);
         self.fin_or_reset_recv = true;
         self.send = None;
+        // The driver cancels a parked `send` on reset: nothing waits now.
+        self.awaiting_send_capacity = false;
     }
 
     pub(crate) fn handle_sent_reset(&mut self, wire_err_code: u64) {
@@ -165,8 +173,14 @@ impl StreamCtx {
         self.send = None;
     }
 
+    /// Both directions ended and everything received was handed to the
+    /// local task. A fin still waiting for room in the task's channel keeps
+    /// the stream (record-platform patch): cleaning it up dropped the parked
+    /// sender, so the task saw its inbound channel close without the fin.
     pub(crate) fn both_directions_done(&self) -> bool {
-        self.fin_or_reset_recv && self.fin_or_reset_sent
+        self.fin_or_reset_recv &&
+            self.fin_or_reset_sent &&
+            !self.awaiting_send_capacity
     }
 }
 
