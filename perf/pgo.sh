@@ -148,8 +148,13 @@ PROFILE="$OUT/edge.profdata"
 "$PROFDATA" merge -o "$PROFILE" "$RAW"/*.profraw || die "llvm-profdata merge failed"
 [ "$KEEP" = 1 ] || rm -rf "$RAW"
 
+# The flags name the profile by its content: cargo fingerprints RUSTFLAGS, not the file they
+# point at, so a new profile under the old name would leave the crates built with the old one.
+PROFILE_USED="$PGO_DIR/profiles/edge-$(sha256sum "$PROFILE" | cut -c1-16).profdata"
+mkdir -p "$PGO_DIR/profiles"
+cp "$PROFILE" "$PROFILE_USED"
 log "optimised build with the profile"
-CARGO_TARGET_DIR="$PGO_DIR/use" RUSTFLAGS="-Cprofile-use=$PROFILE -Cllvm-args=-pgo-warn-missing-function=false" \
+CARGO_TARGET_DIR="$PGO_DIR/use" RUSTFLAGS="-Cprofile-use=$PROFILE_USED -Cllvm-args=-pgo-warn-missing-function=false" \
   cargo build --release --locked --target "$HOST_TRIPLE" "${PACKAGES[@]}" || die "PGO build failed"
 cp "$PGO_DIR/use/$HOST_TRIPLE/release/edge" "$OUT/edge"
 log "done: $OUT/edge (profile $PROFILE)"
