@@ -88,7 +88,9 @@ trap cleanup EXIT
 
 "$TOOLS/perf-backend" --listen "$BACKEND" >"$RUN_DIR/backend.log" 2>&1 &
 PIDS+=($!)
-for _ in $(seq 1 100); do curl -s -o /dev/null "http://$BACKEND/bench" && break; sleep 0.1; done
+ready=0
+for _ in $(seq 1 100); do curl -s -o /dev/null "http://$BACKEND/bench" && { ready=1; break; }; sleep 0.1; done
+[ "$ready" = 1 ] || { tail -5 "$RUN_DIR/backend.log" >&2; die "perf-backend did not answer on $BACKEND"; }
 
 render() { # template out
   sed -e "s|@RUN@|$RUN_DIR|g" -e "s|@HOST@|$HOST_IP|g" -e "s|@PORT@|$PORT|g" \
@@ -114,7 +116,9 @@ train() { # config-template, then the loads for it
   PIDS+=("$pid")
   local ready=(-sk -o /dev/null --max-time 5)
   [ "$template" = perf/peers/edge-chain.toml ] && ready+=(-H "authorization: Bearer $(cat "$JWT_DIR/token")")
-  for _ in $(seq 1 200); do curl "${ready[@]}" "https://$HOST_IP:$PORT/bench" && break; sleep 0.1; done
+  local up=0
+  for _ in $(seq 1 200); do curl "${ready[@]}" "https://$HOST_IP:$PORT/bench" && { up=1; break; }; sleep 0.1; done
+  [ "$up" = 1 ] || { tail -5 "$RUN_DIR/edge.log" >&2; die "the instrumented edge did not answer 200 on :$PORT ($template)"; }
   "$@"
   # SIGINT: Pingora's fast shutdown; the profile is written when the process exits.
   kill -INT "$pid"
@@ -152,6 +156,7 @@ PROFILE="$OUT/edge.profdata"
 # point at, so a new profile under the old name would leave the crates built with the old one.
 PROFILE_USED="$PGO_DIR/profiles/edge-$(sha256sum "$PROFILE" | cut -c1-16).profdata"
 mkdir -p "$PGO_DIR/profiles"
+rm -f "$PGO_DIR"/profiles/edge-*.profdata  # earlier runs' copies (≈ 20 MB each)
 cp "$PROFILE" "$PROFILE_USED"
 log "optimised build with the profile"
 CARGO_TARGET_DIR="$PGO_DIR/use" RUSTFLAGS="-Cprofile-use=$PROFILE_USED -Cllvm-args=-pgo-warn-missing-function=false" \
