@@ -24,8 +24,8 @@ test: ## install what is missing, start Postgres+Redis, then fmt, clippy and eve
 lint: ## cargo fmt --check and clippy -D warnings only
 	@scripts/test.sh lint
 
-bench: ## the perf suite (QUICK=1 for a < 5 min run); see perf/README.md
-	@perf/run.sh $(if $(QUICK),--quick,)
+bench: ## the perf suite (QUICK=1 for a < 5 min run, PGO=1 adds the profile-guided build); see perf/README.md
+	@perf/run.sh $(if $(QUICK),--quick,) $(if $(PGO),--pgo,)
 
 datastores: ## start only PostgreSQL and Redis
 	@scripts/datastores.sh up

@@ -17,6 +17,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
+# shellcheck source=perf/lib.sh
+source perf/lib.sh
 PROXIES="edge pingora"
 SCENARIOS="h1 h2"
 REQUESTS=4000
@@ -72,13 +74,6 @@ wait_https() { # url: up to 120 s (valgrind starts slowly)
 PIDS+=($!)
 for _ in $(seq 1 100); do curl -s -o /dev/null "http://$BACKEND/bench" && break; sleep 0.1; done
 
-render_edge() {
-  sed -e "s|@RUN@|$RUN_DIR|g" -e "s|@HOST@|$HOST_IP|g" -e "s|@PORT@|$PORT|g" \
-      -e "s|@HTTP_PORT@|$HTTP_PORT|g" -e "s|@ADMIN_PORT@|$ADMIN_PORT|g" \
-      -e "s|@BACKEND@|$BACKEND|g" -e "s|@CERT@|$CERTS/tls.crt|g" -e "s|@KEY@|$CERTS/tls.key|g" \
-      perf/peers/edge.toml >"$RUN_DIR/edge.toml"
-}
-
 load() { # scenario requests
   if [ "$1" = h3 ]; then
     "$BIN/h3load" -c 4 -m 10 -n "$2" --ca-file "$CERTS/ca.crt" --server-name localhost \
@@ -107,7 +102,7 @@ for proxy in $PROXIES; do
     rm -f "$profile"*
     case "$proxy" in
       edge)
-        render_edge
+        render_template perf/peers/edge.toml "$RUN_DIR/edge.toml" || die "could not render perf/peers/edge.toml"
         cmd=("$BIN/edge" --config "$RUN_DIR/edge.toml") ;;
       pingora)
         cmd=("$BIN/bare-pingora" --listen "$HOST_IP:$PORT" --upstream "$BACKEND"

