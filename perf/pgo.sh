@@ -4,7 +4,10 @@
 #
 # usage: perf/pgo.sh [--requests N] [--out DIR] [--keep-profile]
 #
-# Writes DIR/edge (default: $CARGO_TARGET_DIR/pgo/bin/edge) and DIR/edge.profdata. The training
+# Writes DIR/edge (default: $CARGO_TARGET_DIR/pgo/bin/edge), DIR/bare-pingora (the same
+# optimised build: the edge's profile for the Pingora code they share), DIR/edge.profdata and
+# DIR/source (`git describe --always --dirty` of what was built; perf/run.sh --pgo warns when
+# it is not the checkout's). The training
 # mix, each against perf-backend through perf/peers/edge.toml (and edge-chain.toml): h1 and h2
 # over TLS, HTTP/3, gRPC, micro-cache hits, and h2 with the JWT + rate-limit chain, N requests
 # each (default 20 000), so no one protocol's paths are the only ones laid out hot. Needs the
@@ -16,6 +19,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# shellcheck source=perf/lib.sh
+source perf/lib.sh
 REQUESTS=20000
 TARGET="${CARGO_TARGET_DIR:-$ROOT/target}"
 OUT=""
@@ -44,6 +49,9 @@ fi
 for tool in h2load curl; do
   command -v "$tool" >/dev/null || die "$tool is not installed (perf/run.sh installs it: apt-get install nghttp2-client curl)"
 done
+
+# What the builds below compile (a checkout edited while they run is not noticed).
+SOURCE="$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
 
 # One package set for every build: cargo unifies features per build, and a profile only
 # matches the code of the same feature set (perf/README.md, "Build the binaries you compare").
@@ -92,13 +100,6 @@ ready=0
 for _ in $(seq 1 100); do curl -s -o /dev/null "http://$BACKEND/bench" && { ready=1; break; }; sleep 0.1; done
 [ "$ready" = 1 ] || { tail -5 "$RUN_DIR/backend.log" >&2; die "perf-backend did not answer on $BACKEND"; }
 
-render() { # template out
-  sed -e "s|@RUN@|$RUN_DIR|g" -e "s|@HOST@|$HOST_IP|g" -e "s|@PORT@|$PORT|g" \
-      -e "s|@HTTP_PORT@|$HTTP_PORT|g" -e "s|@ADMIN_PORT@|$ADMIN_PORT|g" \
-      -e "s|@BACKEND@|$BACKEND|g" -e "s|@CERT@|$CERTS/tls.crt|g" -e "s|@KEY@|$CERTS/tls.key|g" \
-      -e "s|@JWT_PUBLIC@|$JWT_DIR/public.pem|g" "$1" >"$2"
-}
-
 h2load_ok() { # label h2load-args...
   local label="$1"; shift
   h2load -t1 -c16 --tls13-ciphers=TLS_AES_128_GCM_SHA256 -n "$REQUESTS" "$@" >"$RUN_DIR/$label.log" 2>&1 \
@@ -110,7 +111,7 @@ h2load_ok() { # label h2load-args...
 
 train() { # config-template, then the loads for it
   local template="$1"; shift
-  render "$template" "$RUN_DIR/edge.toml"
+  render_template "$template" "$RUN_DIR/edge.toml" || die "could not render $template"
   "$GEN_EDGE" --config "$RUN_DIR/edge.toml" >"$RUN_DIR/edge.log" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
@@ -161,5 +162,8 @@ cp "$PROFILE" "$PROFILE_USED"
 log "optimised build with the profile"
 CARGO_TARGET_DIR="$PGO_DIR/use" RUSTFLAGS="-Cprofile-use=$PROFILE_USED -Cllvm-args=-pgo-warn-missing-function=false" \
   cargo build --release --locked --target "$HOST_TRIPLE" "${PACKAGES[@]}" || die "PGO build failed"
-cp "$PGO_DIR/use/$HOST_TRIPLE/release/edge" "$OUT/edge"
-log "done: $OUT/edge (profile $PROFILE)"
+for bin in edge bare-pingora; do
+  cp "$PGO_DIR/use/$HOST_TRIPLE/release/$bin" "$OUT/$bin.new" && mv -f "$OUT/$bin.new" "$OUT/$bin"
+done
+echo "$SOURCE" >"$OUT/source"
+log "done: $OUT/edge and $OUT/bare-pingora of $SOURCE (profile $PROFILE)"

@@ -626,6 +626,7 @@ edge $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), \
 $( (nginx -v 2>&1 || true) | sed 's|nginx version: ||'), $( (haproxy -v 2>/dev/null || true) | awk 'NR == 1' | awk '{ print "HAProxy " $3 }'), \
 Caddy $( (caddy version 2>/dev/null || true) | awk '{ print $1 }'), Envoy $( ("$(envoy_bin)" --version 2>/dev/null || true) | sed -n 's/.*version: [0-9a-f]*\/\([0-9.]*\).*/\1/p'), \
 $( (h2load --version 2>/dev/null || true) | sed -n 1p), k6 $( ("$VENV/bin/k6" version 2>/dev/null || true) | awk '{ print $2 }')"
+[ "$PGO" = 1 ] && MACHINE="$MACHINE; edge-pgo and pingora-pgo: perf/pgo.sh build of $pgo_source"
 COMMAND="make bench${ORIG_ARGS:+ (perf/run.sh $ORIG_ARGS)}"
 if [ "$ORIG_ARGS" = --quick ] || [ "$ORIG_ARGS" = "--quick --pgo" ] || [ "$ORIG_ARGS" = --pgo ]; then
   COMMAND="make bench$([ "$QUICK" = 1 ] && echo " QUICK=1")$([ "$PGO" = 1 ] && echo " PGO=1")"
