@@ -24,6 +24,8 @@ cd "$ROOT"
 source perf/lib.sh
 export RUST_BACKTRACE=0
 ORIG_ARGS="$*"
+# Set by any argument `make bench` cannot pass (it passes only QUICK=1 → --quick, PGO=1 → --pgo).
+OTHER_ARGS=0
 
 QUICK=0
 PGO=0
@@ -38,13 +40,13 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
     --pgo) PGO=1 ;;
-    --proxies) PROXIES="$2"; shift ;;
-    --scenarios) SCENARIOS="$2"; shift ;;
-    --runs) RUNS="$2"; shift ;;
-    --duration) DURATION="$2"; shift ;;
-    --no-install) INSTALL=0 ;;
-    --no-build) BUILD=0 ;;
-    --no-readme) README_UPDATE=0 ;;
+    --proxies) PROXIES="$2"; OTHER_ARGS=1; shift ;;
+    --scenarios) SCENARIOS="$2"; OTHER_ARGS=1; shift ;;
+    --runs) RUNS="$2"; OTHER_ARGS=1; shift ;;
+    --duration) DURATION="$2"; OTHER_ARGS=1; shift ;;
+    --no-install) INSTALL=0; OTHER_ARGS=1 ;;
+    --no-build) BUILD=0; OTHER_ARGS=1 ;;
+    --no-readme) README_UPDATE=0; OTHER_ARGS=1 ;;
     -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "perf/run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -627,9 +629,12 @@ $( (nginx -v 2>&1 || true) | sed 's|nginx version: ||'), $( (haproxy -v 2>/dev/n
 Caddy $( (caddy version 2>/dev/null || true) | awk '{ print $1 }'), Envoy $( ("$(envoy_bin)" --version 2>/dev/null || true) | sed -n 's/.*version: [0-9a-f]*\/\([0-9.]*\).*/\1/p'), \
 $( (h2load --version 2>/dev/null || true) | sed -n 1p), k6 $( ("$VENV/bin/k6" version 2>/dev/null || true) | awk '{ print $2 }')"
 [ "$PGO" = 1 ] && MACHINE="$MACHINE; edge-pgo and pingora-pgo: perf/pgo.sh build of $pgo_source"
-COMMAND="make bench${ORIG_ARGS:+ (perf/run.sh $ORIG_ARGS)}"
-if [ "$ORIG_ARGS" = --quick ] || [ "$ORIG_ARGS" = "--quick --pgo" ] || [ "$ORIG_ARGS" = --pgo ]; then
+# What reproduces this run: the make variables when `make bench` could have passed every
+# argument, the script's own arguments otherwise.
+if [ "$OTHER_ARGS" = 0 ]; then
   COMMAND="make bench$([ "$QUICK" = 1 ] && echo " QUICK=1")$([ "$PGO" = 1 ] && echo " PGO=1")"
+else
+  COMMAND="make bench (perf/run.sh $ORIG_ARGS)"
 fi
 chart_args=(--csv "$CSV" --out-dir "$RESULTS" --machine "$MACHINE" --command "$COMMAND")
 [ "$README_UPDATE" = 1 ] && chart_args+=(--readme "$ROOT/perf/README.md")
