@@ -37,16 +37,17 @@ SCENARIOS="h1-tls h2-tls cache handshake open-loop fixed-rate grpc h3 chain idle
 RUNS=""
 DURATION=""
 while [ $# -gt 0 ]; do
+  case "$1" in --quick|--pgo) ;; *) OTHER_ARGS=1 ;; esac
   case "$1" in
     --quick) QUICK=1 ;;
     --pgo) PGO=1 ;;
-    --proxies) PROXIES="$2"; OTHER_ARGS=1; shift ;;
-    --scenarios) SCENARIOS="$2"; OTHER_ARGS=1; shift ;;
-    --runs) RUNS="$2"; OTHER_ARGS=1; shift ;;
-    --duration) DURATION="$2"; OTHER_ARGS=1; shift ;;
-    --no-install) INSTALL=0; OTHER_ARGS=1 ;;
-    --no-build) BUILD=0; OTHER_ARGS=1 ;;
-    --no-readme) README_UPDATE=0; OTHER_ARGS=1 ;;
+    --proxies) PROXIES="$2"; shift ;;
+    --scenarios) SCENARIOS="$2"; shift ;;
+    --runs) RUNS="$2"; shift ;;
+    --duration) DURATION="$2"; shift ;;
+    --no-install) INSTALL=0 ;;
+    --no-build) BUILD=0 ;;
+    --no-readme) README_UPDATE=0 ;;
     -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "perf/run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
