@@ -14,6 +14,7 @@ use gateway_plugins::decision::Decision;
 use gateway_plugins::early_data::{self, EarlyData, EarlyDataOutcome};
 use gateway_plugins::error_shape::error_response;
 use gateway_plugins::identity::is_identity_header;
+use gateway_plugins::request_id;
 use gateway_plugins::{
     ErrorKind, HeaderEdits, PolicyResponse, Protocol, RequestContext, TlsInfo, UpstreamTarget,
 };
@@ -25,7 +26,7 @@ use pingora_http::RequestHeader;
 use crate::header_set::{
     ip_value, SetHeader, ALT_SVC, STRICT_TRANSPORT_SECURITY, X_FORWARDED_FOR, X_FORWARDED_PROTO,
 };
-use crate::routes::{request_host, Route};
+use crate::routes::Route;
 use crate::state::{EdgeState, Snapshot};
 
 /// What the transport knows about the client.
@@ -151,8 +152,7 @@ pub async fn admit(snapshot: &Snapshot, parts: &Parts, downstream: &Downstream) 
         return answer(health_response(snapshot), None, "health");
     }
 
-    let host = request_host(parts);
-    let Some(route) = snapshot.routes.find(host.as_deref(), path, grpc) else {
+    let Some(route) = snapshot.routes.find_for(parts, grpc) else {
         let message = format!("no route for {path}");
         return answer(
             edge_error(ErrorKind::NoRoute, "not_found", &message, grpc),
@@ -206,14 +206,14 @@ pub async fn admit(snapshot: &Snapshot, parts: &Parts, downstream: &Downstream) 
     let outcome = route.chain.evaluate(parts, &ctx).await;
     let request_id = outcome
         .response_headers
-        .get("x-request-id")
+        .get(&request_id::X_REQUEST_ID)
         .cloned()
         .or_else(|| {
             outcome
                 .upstream_edits
                 .set
                 .iter()
-                .find(|(name, _)| name == "x-request-id")
+                .find(|(name, _)| *name == request_id::X_REQUEST_ID)
                 .map(|(_, value)| value.clone())
         });
     match outcome.decision {
