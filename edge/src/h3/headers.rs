@@ -16,6 +16,12 @@ const CONNECTION_SPECIFIC: [&str; 6] = [
     "te",
 ];
 
+/// Room in a request's header map beyond its own fields: `host` (from `:authority`) and the
+/// headers the edge adds upstream (request id, trace context, `x-forwarded-*`, ...), so
+/// they do not grow and rehash it (as the vendored Pingora sizes h1 and h2 headers,
+/// vendor/README.md patch 9).
+const HEADROOM: usize = 9;
+
 /// HTTP/3 request headers -> a Pingora request header (RFC 9114 section 4.3.1). `Host`
 /// is filled from `:authority` so routing and h1 upstreams see the same thing on every
 /// protocol. A malformed request (section 4.1.2) is an `Err` naming the rule it breaks.
@@ -57,7 +63,7 @@ pub fn request_from_h3(headers: &[Header]) -> Result<RequestHeader, &'static str
     }
     // No case map: HTTP/3 names are lower-case on the wire, so there is no case to keep,
     // and Pingora's `append_header` would copy and re-parse every name for one.
-    let request = RequestHeader::build_no_case(method, path, Some(regular.len() + 1))
+    let request = RequestHeader::build_no_case(method, path, Some(regular.len() + HEADROOM))
         .map_err(|_| "invalid :method or :path")?;
     // The fields go straight into the header map of the request's parts. The round trip
     // through `Parts` keeps the target only when it is the URI's own (origin-form, what an
@@ -191,6 +197,34 @@ mod tests {
         assert_eq!(request.headers["host"], "record.local:8443");
         assert_eq!(request.headers["content-type"], "application/json");
         assert_eq!(request.version, http::Version::HTTP_3);
+    }
+
+    /// The headers the edge sets upstream (request id, trace context, `x-forwarded-for`,
+    /// `-proto`, ...) fit in the map the request arrives in: no rehash per request.
+    #[test]
+    fn a_request_has_room_for_the_headers_the_edge_adds() {
+        let mut request = request_from_h3(&[
+            h(":method", "GET"),
+            h(":scheme", "https"),
+            h(":authority", "record.local"),
+            h(":path", "/"),
+            h("accept", "*/*"),
+            h("user-agent", "test"),
+        ])
+        .expect("valid");
+        let room = request.headers.capacity();
+        for name in [
+            "x-request-id",
+            "traceparent",
+            "x-forwarded-for",
+            "x-forwarded-proto",
+            "early-data",
+            "x-identity-assertion",
+            "ratelimit-limit",
+        ] {
+            request.insert_header(name, "v").expect("insert");
+        }
+        assert_eq!(request.headers.capacity(), room, "the header map grew");
     }
 
     #[test]
