@@ -87,7 +87,7 @@ load() { # scenario requests
     h2) args+=(-m10) ;;
     fixed)
       rm -f "$RUN_DIR/fixed.log"
-      args=(-t1 -c20 -m10 --rps=100 -D "$(( $2 / 2000 ))" --tls13-ciphers=TLS_AES_128_GCM_SHA256
+      args=(-t1 -c20 -m10 --rps=100 -D "$(( ($2 + 1999) / 2000 ))" --tls13-ciphers=TLS_AES_128_GCM_SHA256
             --log-file="$RUN_DIR/fixed.log") ;;
     *) die "unknown scenario $1" ;;
   esac
@@ -172,7 +172,9 @@ median() { # scenario name column
 for scenario in $SCENARIOS; do
   for variant in "${VARIANTS[@]}"; do
     name="${variant%%=*}"
-    printf '%-5s %-12s %12.2f %10s %10s\n' "$scenario" "$name" "$(median "$scenario" "$name" 3)" \
+    cpu="$(median "$scenario" "$name" 3)"
+    [ "$cpu" = - ] && continue  # not run in this scenario (bare Pingora and h3)
+    printf '%-5s %-12s %12.2f %10s %10s\n' "$scenario" "$name" "$cpu" \
       "$(median "$scenario" "$name" 4)" "$(median "$scenario" "$name" 5)"
   done
 done
