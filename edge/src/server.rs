@@ -196,6 +196,7 @@ pub fn run(config: Option<&Path>, upgrade: bool) -> anyhow::Result<()> {
         grace_period_seconds: Some(config.server.grace_period.as_secs()),
         graceful_shutdown_timeout_seconds: Some(config.server.graceful_shutdown_timeout.as_secs()),
         upstream_keepalive_pool_size: config.server.upstream_keepalive_pool_size,
+        work_stealing: config.server.work_stealing(),
         ..ServerConf::default()
     };
     server_conf.daemon = false;

@@ -90,6 +90,28 @@ fn empty_upstream_pool_is_rejected_at_its_line() {
     assert_eq!(loaded.config.server.upstream_keepalive_pool_size, 1024);
 }
 
+/// One thread: per-thread runtimes (nothing to steal from); more: Pingora's work stealing;
+/// an explicit `work_stealing` wins either way, and a value of the wrong type is located.
+#[test]
+fn work_stealing_follows_the_thread_count_unless_set() {
+    for (server, want) in [
+        ("threads = 1", false),
+        ("threads = 2", true),
+        ("threads = 1\nwork_stealing = true", true),
+        ("threads = 4\nwork_stealing = false", false),
+    ] {
+        let loaded = load(&format!("[server]\n{server}\n{GOOD}")).expect("valid");
+        assert_eq!(loaded.config.server.work_stealing(), want, "{server}");
+    }
+    assert!(load(GOOD).expect("defaults").config.server.work_stealing());
+    let err = load(&format!(
+        "[server]\nthreads = 1\nwork_stealing = \"no\"\n{GOOD}"
+    ))
+    .expect_err("a string");
+    assert_eq!(err.problems[0].key, "server.work_stealing", "{err}");
+    assert_eq!(err.problems[0].line, Some(3), "{err}");
+}
+
 #[test]
 fn identity_audience_and_jwks_transport_problems_name_their_keys() {
     let text = GOOD.replace(

@@ -36,6 +36,10 @@ struct Args {
     /// Idle upstream connections kept (the edge's `upstream_keepalive_pool_size` default).
     #[arg(long, default_value_t = 1024)]
     pool: usize,
+    /// Pingora's `work_stealing`: `true` (its default) is one work-stealing runtime,
+    /// `false` a single-threaded runtime per thread (what the edge runs with one thread).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    work_stealing: bool,
 }
 
 struct Bare {
@@ -62,6 +66,7 @@ fn main() -> anyhow::Result<()> {
     let conf = ServerConf {
         threads: args.threads,
         upstream_keepalive_pool_size: args.pool,
+        work_stealing: args.work_stealing,
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(Opt::default(), conf);
