@@ -7,11 +7,12 @@
 #
 # usage: perf/ab.sh [--rounds N] [--requests N] [--warmup N] [--scenarios "h1 h2 h3 fixed"]
 #                   [--bin DIR] VARIANT...
-# fixed: h2 at a fixed 2 000 requests/s (h2load -c20 -m10 --rps=100, 10 s, as make bench's
+# fixed: h2 at a fixed 2 000 requests/s for --requests / 2 000 s (h2load -c20 -m10 --rps=100, as make bench's
 # fixed-rate-2k), which also prints p50 / p99 latency in µs (perf-tool latency).
 # VARIANT is NAME=KIND[@DIR][:ARG...]:
 #   edge            the edge with perf/peers/edge.toml
-#   edge:KEY=VALUE  ... with KEY = VALUE added to its [server] section
+#   edge:KEY=VALUE  ... with KEY = VALUE added to its [server] section (a key the template
+#                   does not set already: TOML refuses a key twice)
 #   pingora         bare Pingora; pingora:--pool=128 passes that flag on
 #   @DIR            that variant's binary from DIR instead of --bin (two builds side by side)
 # e.g. perf/ab.sh before=edge@/tmp/old-release after=edge bare=pingora
@@ -44,7 +45,7 @@ while [ $# -gt 0 ]; do
     --warmup) WARMUP="$2"; shift 2 ;;
     --scenarios) SCENARIOS="$2"; shift 2 ;;
     --bin) BIN="$2"; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/{s/^# \{0,1\}//p}' "$0"; exit 0 ;;
     -*) die "unknown option $1" ;;
     *=*) VARIANTS+=("$1"); shift ;;
     *) die "a variant is NAME=KIND[:ARG...], got $1" ;;
@@ -59,15 +60,19 @@ CERTS="$DEV/certs"
 [ -f "$CERTS/tls.crt" ] || die "no certificate in $CERTS: run perf/run.sh once (it makes one)"
 RUN_DIR="$(mktemp -d)"
 PIDS=()
+BACKEND_PID=
 cleanup() {
+  # SIGINT: Pingora's fast shutdown. perf-backend, started in the background by a
+  # non-interactive shell, ignores SIGINT, so it gets SIGKILL (it keeps no state).
   for pid in "${PIDS[@]}"; do kill -INT "$pid" 2>/dev/null || true; done
+  [ -n "$BACKEND_PID" ] && kill -KILL "$BACKEND_PID" 2>/dev/null
   wait 2>/dev/null || true
   rm -rf "$RUN_DIR"
 }
 trap cleanup EXIT
 
 taskset -c 0 "$BIN/perf-backend" --listen "$BACKEND" >"$RUN_DIR/backend.log" 2>&1 &
-PIDS+=($!)
+BACKEND_PID=$!
 for _ in $(seq 1 100); do curl -s -o /dev/null "http://$BACKEND/bench" && break; sleep 0.1; done
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }

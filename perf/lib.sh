@@ -1,4 +1,4 @@
-# Shared by perf/run.sh, perf/callgrind.sh and perf/pgo.sh (sourced, not run).
+# Shared by perf/run.sh, perf/callgrind.sh, perf/pgo.sh and perf/ab.sh (sourced, not run).
 
 # render_template TEMPLATE OUT: fill a perf/peers template's @NAME@ placeholders from the
 # caller's variables (RUN_DIR, HOST_IP, PORT, HTTP_PORT, ADMIN_PORT, BACKEND, CERTS, JWT_DIR).

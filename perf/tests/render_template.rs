@@ -1,7 +1,7 @@
-//! `perf/lib.sh`'s `render_template`, which perf/run.sh, perf/callgrind.sh and perf/pgo.sh fill
-//! the perf/peers templates with: every shipped template renders completely, and a template
-//! that needs a variable the caller did not set, or has a placeholder nobody fills, is an error
-//! that names the file and line instead of a config a proxy rejects later.
+//! `perf/lib.sh`'s `render_template`, which perf/run.sh, perf/callgrind.sh, perf/pgo.sh and
+//! perf/ab.sh fill the perf/peers templates with: every shipped template renders completely,
+//! and a template that needs a variable the caller did not set, or has a placeholder nobody
+//! fills, is an error that names the file and line instead of a config a proxy rejects later.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
