@@ -38,13 +38,17 @@ BACKEND="$HOST_IP:38080"
 VARIANTS=()
 
 die() { echo "ab.sh: $*" >&2; exit 1; }
+count() { # option value: a positive whole number, or a clear error
+  [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || die "$1 takes a positive whole number, got '${2:-}'"
+  echo "$2"
+}
 while [ $# -gt 0 ]; do
   case "$1" in
-    --rounds) ROUNDS="$2"; shift 2 ;;
-    --requests) REQUESTS="$2"; shift 2 ;;
-    --warmup) WARMUP="$2"; shift 2 ;;
-    --scenarios) SCENARIOS="$2"; shift 2 ;;
-    --bin) BIN="$2"; shift 2 ;;
+    --rounds) ROUNDS="$(count "$1" "${2:-}")"; shift 2 ;;
+    --requests) REQUESTS="$(count "$1" "${2:-}")"; shift 2 ;;
+    --warmup) WARMUP="$(count "$1" "${2:-}")"; shift 2 ;;
+    --scenarios) SCENARIOS="${2:?--scenarios takes a list}"; shift 2 ;;
+    --bin) BIN="${2:?--bin takes a directory}"; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/{s/^# \{0,1\}//p}' "$0"; exit 0 ;;
     -*) die "unknown option $1" ;;
     *=*) VARIANTS+=("$1"); shift ;;
